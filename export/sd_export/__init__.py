@@ -1,0 +1,1 @@
+"""Export KerasCV Stable Diffusion v1.4 as TensorFlow Serving SavedModels (build time)."""

@@ -1,0 +1,100 @@
+"""sd-export: write KerasCV SD v1.4 as a new version of every model in a TF Serving model repository.
+
+Errors are one line on stderr and a non-zero exit; nothing is written to the repository unless the whole export
+succeeds.
+"""
+
+import argparse
+import hashlib
+import sys
+
+from sd_export import contract
+
+RANDOM_WEIGHTS_BANNER = """\
+################################################################################
+#  RANDOM WEIGHTS: no weights were loaded. The exported models are untrained  #
+#  and every image they make is noise. Use this only for smoke tests and CI.   #
+################################################################################"""
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="sd-export",
+        description="Export KerasCV Stable Diffusion v1.4 (text_encoder, diffusion_model, decoder) as TF Serving "
+        "SavedModels. Stock weights are the CreativeML OpenRAIL-M licensed SD v1.4 weights KerasCV downloads.",
+    )
+    parser.add_argument("--ckpt", help="fine-tuned DiffusionModel weights (.h5); default: KerasCV's SD v1.4 download")
+    parser.add_argument("--text-encoder", help="TextEncoder weights (.h5); default: KerasCV's download")
+    parser.add_argument("--decoder", help="VAE Decoder weights (.h5); default: KerasCV's download")
+    parser.add_argument("--random-weights", action="store_true", help="no weights at all (offline smoke tests)")
+    parser.add_argument("--height", type=int, default=512, help="image height in pixels (default 512)")
+    parser.add_argument("--width", type=int, default=512, help="image width in pixels (default 512)")
+    parser.add_argument("--version", type=int, help="version number to write (default: the next free one)")
+    parser.add_argument("--label", help="version label to point at this version on every model (e.g. stable)")
+    parser.add_argument("--models-dir", default="models", help="the model repository folder (default: models)")
+    parser.add_argument(
+        "--max-batch",
+        type=int,
+        default=contract.DEFAULT_MAX_BATCH,
+        help=f"most images per request, checked in the graph (default {contract.DEFAULT_MAX_BATCH})",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        version = run(args)
+    except KeyboardInterrupt:
+        print("sd-export: interrupted; the model repository is unchanged", file=sys.stderr)
+        return 130
+    except Exception as error:  # every failure is one line, never a traceback
+        print(f"sd-export: error: {error}", file=sys.stderr)
+        return 1
+    print(f"exported version {version} to {args.models_dir}")
+    return 0
+
+
+def run(args):
+    # Cheap checks first: a bad resolution, label or weights path fails before TensorFlow is imported.
+    from sd_export.repository import check_label, choose_version
+    from sd_export.weights import WeightSources, check_weights_file
+
+    contract.check_resolution(args.height, args.width)
+    check_label(args.label)
+    if not 1 <= args.max_batch <= contract.MAX_MAX_BATCH:
+        raise ValueError(f"--max-batch {args.max_batch} is not supported: use 1..{contract.MAX_MAX_BATCH}")
+    args.version = choose_version(args.models_dir, contract.SPLIT_MODELS, args.version)
+    sources = WeightSources(args.ckpt, args.text_encoder, args.decoder, args.random_weights)
+    for component in ("diffusion_model", "text_encoder", "decoder"):
+        path = getattr(sources, component)
+        if path is not None:
+            check_weights_file(path, component)
+    if sources.random:
+        print(RANDOM_WEIGHTS_BANNER, file=sys.stderr)
+    print(f"weights: {sources.describe()}", file=sys.stderr)
+
+    from sd_export.export import export_repository
+    from sd_export.weights import build_components
+
+    components = build_components(args.height, args.width, sources)
+    provenance = {"weights": sources.describe(), "random_weights": sources.random}
+    if args.ckpt:
+        provenance["ckpt_sha256"] = _sha256(args.ckpt)
+    version, seconds = export_repository(
+        components, args.models_dir, args.height, args.width, args.version, args.label, args.max_batch, provenance
+    )
+    print(f"export took {seconds:.1f} s", file=sys.stderr)
+    return version
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

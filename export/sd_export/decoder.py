@@ -1,0 +1,42 @@
+"""decoder: latent -> uint8 images (KerasCV's post-processing), or PNG bytes encoded in the graph."""
+
+import tensorflow as tf
+
+from sd_export import checks, contract
+from sd_export.servable import Servable, input_signature
+
+
+class DecoderServable(Servable):
+    def __init__(self, decoder, height, width, max_batch=contract.DEFAULT_MAX_BATCH):
+        super().__init__(contract.DECODER, decoder)
+        def images(latent):
+            (latent,) = checks.after(
+                checks.batch_checks(max_batch, {"latent": latent}) + checks.finite_checks("latent", latent), latent
+            )
+            return to_uint8(decoder(latent, training=False))
+
+        @tf.function(input_signature=input_signature(contract.DECODER, contract.DEFAULT_SIGNATURE, height, width))
+        def serving_default(latent):
+            return {"images": images(latent)}
+
+        @tf.function(input_signature=input_signature(contract.DECODER, contract.PNG_SIGNATURE, height, width))
+        def png(latent):
+            return {"images_bytes": encode_png(images(latent))}
+
+        self._serving_default = serving_default
+        self._png = png
+
+    def signatures(self):
+        return {
+            contract.DEFAULT_SIGNATURE: self._serving_default.get_concrete_function(),
+            contract.PNG_SIGNATURE: self._png.get_concrete_function(),
+        }
+
+
+def to_uint8(decoded):
+    """KerasCV's generate_image: ((x + 1) / 2) * 255, clipped to [0, 255], truncated to uint8."""
+    return tf.cast(tf.clip_by_value(((decoded + 1) / 2) * 255, 0, 255), tf.uint8)
+
+
+def encode_png(images):
+    return tf.map_fn(tf.io.encode_png, images, fn_output_signature=tf.TensorSpec([], tf.string))

@@ -1,0 +1,56 @@
+"""diffusion_model: the two contexts of guidance -> the denoised latent, the whole DDIM loop in one graph."""
+
+import tensorflow as tf
+
+from sd_export import checks, contract, ddim
+from sd_export.servable import Servable, input_signature
+
+
+class DiffusionModelServable(Servable):
+    def __init__(self, unet, height, width, max_batch=contract.DEFAULT_MAX_BATCH):
+        super().__init__(contract.DIFFUSION_MODEL, unet)
+        latent_height, latent_width = height // contract.LATENT_DOWNSCALE, width // contract.LATENT_DOWNSCALE
+
+        def checked(context, unconditional_context, num_steps, guidance_scale, per_image_name, per_image, more):
+            named = {"context": context, "unconditional_context": unconditional_context, per_image_name: per_image}
+            return checks.after(
+                checks.batch_checks(max_batch, named)
+                + checks.guidance_checks(num_steps, guidance_scale)
+                + checks.finite_checks("context", context)
+                + checks.finite_checks("unconditional_context", unconditional_context)
+                + more,
+                context,
+                unconditional_context,
+                num_steps,
+                guidance_scale,
+                per_image,
+            )
+
+        def signature_of(name):
+            return input_signature(contract.DIFFUSION_MODEL, name, height, width)
+
+        @tf.function(input_signature=signature_of(contract.DEFAULT_SIGNATURE))
+        def serving_default(context, unconditional_context, num_steps, guidance_scale, seed):
+            context, unconditional_context, num_steps, guidance_scale, seed = checked(
+                context, unconditional_context, num_steps, guidance_scale, "seed", seed, checks.seed_checks(seed)
+            )
+            latent = ddim.initial_noise(seed, latent_height, latent_width)
+            latent = tf.ensure_shape(latent, [None, latent_height, latent_width, contract.LATENT_CHANNELS])
+            return {"latent": ddim.sample(unet, latent, context, unconditional_context, num_steps, guidance_scale)}
+
+        @tf.function(input_signature=signature_of(contract.FROM_NOISE_SIGNATURE))
+        def from_noise(context, unconditional_context, num_steps, guidance_scale, initial_latent):
+            more = checks.finite_checks("initial_latent", initial_latent)
+            context, unconditional_context, num_steps, guidance_scale, latent = checked(
+                context, unconditional_context, num_steps, guidance_scale, "initial_latent", initial_latent, more
+            )
+            return {"latent": ddim.sample(unet, latent, context, unconditional_context, num_steps, guidance_scale)}
+
+        self._serving_default = serving_default
+        self._from_noise = from_noise
+
+    def signatures(self):
+        return {
+            contract.DEFAULT_SIGNATURE: self._serving_default.get_concrete_function(),
+            contract.FROM_NOISE_SIGNATURE: self._from_noise.get_concrete_function(),
+        }

@@ -1,0 +1,32 @@
+"""What the three servables share: weights tracked once, Keras models called without being tracked."""
+
+import tensorflow as tf
+
+from sd_export import contract
+
+
+class Servable(tf.Module):
+    """A tf.Module that stores the Keras models' TF variables, not the Keras models themselves.
+
+    Tracking a Keras 3 model as an attribute writes a SavedModel that TF Serving's TF1 session loader cannot run
+    ("Could not find variable ..."), and keras.export.ExportArchive stores every variable twice
+    (../shared/notes/pitfalls.md). Tracking `[v.value for v in model.variables]` stores each variable once, and the
+    models are reached through closures in the subclasses' tf.functions.
+    """
+
+    def __init__(self, name, *keras_models):
+        super().__init__(name=name)
+        self.weights = [v.value for model in keras_models for v in model.variables]
+
+    def signatures(self):
+        """{signature name: concrete function} for tf.saved_model.save."""
+        raise NotImplementedError
+
+
+def input_signature(model, signature, height=None, width=None):
+    """The tf.function input signature of a contract signature, in the contract's input order."""
+    inputs = contract.SIGNATURES[model][signature]["inputs"]
+    return [
+        tf.TensorSpec(contract.concrete_shape(shape, height, width), dtype, name=name)
+        for name, (dtype, shape) in inputs.items()
+    ]

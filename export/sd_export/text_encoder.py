@@ -1,0 +1,33 @@
+"""text_encoder: CLIP token ids of the prompt and of the negative prompt -> the two contexts of guidance."""
+
+import tensorflow as tf
+
+from sd_export import checks, contract
+from sd_export.servable import Servable, input_signature
+
+
+class TextEncoderServable(Servable):
+    def __init__(self, text_encoder, max_batch=contract.DEFAULT_MAX_BATCH):
+        super().__init__(contract.TEXT_ENCODER, text_encoder)
+
+        @tf.function(input_signature=input_signature(contract.TEXT_ENCODER, contract.DEFAULT_SIGNATURE))
+        def serving_default(tokens, negative_tokens):
+            tokens, negative_tokens = checks.after(
+                checks.batch_checks(max_batch, {"tokens": tokens, "negative_tokens": negative_tokens})
+                + checks.token_checks("tokens", tokens, contract.VOCAB_SIZE)
+                + checks.token_checks("negative_tokens", negative_tokens, contract.VOCAB_SIZE),
+                tokens,
+                negative_tokens,
+            )
+            # One encoder call for both prompts; no squeeze, so every row stays its own.
+            both = tf.concat([tokens, negative_tokens], axis=0)
+            positions = tf.broadcast_to(tf.range(contract.MAX_PROMPT_TOKENS, dtype=tf.int32), tf.shape(both))
+            encoded = text_encoder({"tokens": both, "positions": positions}, training=False)
+            context, unconditional_context = tf.split(encoded, 2, axis=0)
+            return {"context": context, "unconditional_context": unconditional_context}
+
+        self._serving_default = serving_default
+
+    def signatures(self):
+        return {contract.DEFAULT_SIGNATURE: self._serving_default.get_concrete_function()}
+

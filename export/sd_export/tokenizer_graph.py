@@ -1,0 +1,456 @@
+"""CLIP's BPE tokenizer as TensorFlow graph ops, for a SavedModel that stock tensorflow_model_server runs.
+
+KerasCV's SimpleTokenizer is Python: html.unescape twice, `regex`'s \\s+ collapsed to one space, strip, str.lower,
+a `regex` findall that splits words, GPT-2's byte-to-unicode mapping and BPE merges by rank. The model server runs no
+Python, so `ClipTokenizer` rebuilds each step from core TensorFlow ops (RE2 regexes, hash tables, a while loop) and
+gives the same ids.
+
+Every Unicode table SimpleTokenizer depends on is read at export time from the libraries it uses (`regex`, `str`,
+`html`) and written into the graph as explicit character classes and small lookup tables, because the graph's own
+Unicode data differ: RE2's \\s is ASCII only and its \\p{L} follows an older Unicode than `regex`; tf.strings.lower
+(ICU) misses Unicode 14 mappings, depends on the process locale and stops at a NUL byte.
+
+The BPE merge list (48 894 pairs) is a SavedModel asset read by a hash table, not a constant.
+"""
+
+import gzip
+import html
+import html.entities
+import tempfile
+import unicodedata
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import regex
+import tensorflow as tf
+
+from sd_export import contract
+
+MAX_BPE_TOKENS = contract.MAX_PROMPT_TOKENS - 2  # room left by the start and end tokens
+MERGES_ASSET = "clip_bpe_merges.tsv"
+
+_CLIP_VOCAB_SIZE = 49152  # merges file lines used by CLIP: 256 bytes + merges + 2 special tokens ...
+_NUM_MERGES = _CLIP_VOCAB_SIZE - 256 - 2  # ... so 48 894 merges, ranked by line
+_BYTE_TOKENS = 256  # ids 0..255: a byte inside a word; 256..511: the same byte ending a word ("</w>")
+_FIRST_MERGE_ID = 2 * _BYTE_TOKENS  # the token made by merge number r has id 512 + r
+_PAIR_KEY_BASE = contract.END_TOKEN + 1  # pair (a, b) is looked up as a * base + b
+_NO_RANK = np.iinfo(np.int32).max
+
+# Python's html.unescape: the references it replaces (Lib/html/__init__.py, `_charref`).
+_HTML_REFERENCE = r"&(?:#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)"
+_NUMERIC_REFERENCE = r"&#(?:[0-9]+|[xX][0-9a-fA-F]+);?"
+_SIGNIFICANT_DIGITS = r"^&#[xX]?0*|;$"  # what is left is the number without leading zeros
+_MAX_DIGITS = {10: 7, 16: 6}  # longer numbers exceed U+10FFFF, which html.unescape replaces by U+FFFD
+_REPLACEMENT_CHARACTER = 0xFFFD
+_MAX_CODE_POINT = 0x10FFFF
+_SURROGATES = (0xD800, 0xDFFF)
+
+# SimpleTokenizer's word pattern, in its order: special tokens, contractions, letters, one digit, other symbols.
+_SPECIAL_TOKENS = {"<|startoftext|>": contract.START_TOKEN, "<|endoftext|>": contract.END_TOKEN}
+_CONTRACTIONS = ("'s", "'t", "'re", "'ve", "'m", "'ll", "'d")
+
+# Bytes that valid UTF-8 never holds: markers between pieces of a string, and stand-ins for special-token words.
+_SEPARATOR = b"\xff"
+_SPECIAL_BYTES = {b"\xfe": contract.START_TOKEN, b"\xff": contract.END_TOKEN}
+
+_CAPITAL_SIGMA, _SMALL_SIGMA, _FINAL_SIGMA = 0x3A3, 0x3C3, 0x3C2
+
+
+class ClipTokenizer(tf.Module):
+    """Prompts (string [B]) -> CLIP token ids (int32 [B, 77]) as KerasCV's SimpleTokenizer makes them.
+
+    Each row is the start token, the BPE ids (at most 75: a longer prompt keeps the first 75) and the end token,
+    padded with the end token. Prompts longer than MAX_PROMPT_BYTES or not valid UTF-8 fail with InvalidArgument.
+
+    Call `tokenize(prompts, input_name)` inside another tf.function (e.g. text_to_image's signature), or the module
+    itself, a tf.function over string [None]. Keep the object alive until the SavedModel is written: the merge list
+    it reads is a file in a temporary folder until tf.saved_model.save copies it into assets/.
+    """
+
+    def __init__(self, vocab_path, name="clip_tokenizer"):
+        super().__init__(name=name)
+        self._asset_folder = tempfile.TemporaryDirectory(prefix="clip_tokenizer_")
+        merges_path = _write_merge_ranks(vocab_path, Path(self._asset_folder.name) / MERGES_ASSET)
+        self._merge_ranks = tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(
+                str(merges_path),
+                key_dtype=tf.int64,
+                key_index=0,
+                value_dtype=tf.int64,
+                value_index=tf.lookup.TextFileIndex.LINE_NUMBER,
+                delimiter="\t",
+            ),
+            default_value=-1,
+        )
+        unicode = _unicode_tables()
+        self._patterns = unicode.patterns
+        self._multi_char_lowercase = unicode.multi_char_lowercase
+        self._case_ignorable_bounds = unicode.case_ignorable_bounds
+        self._cased_bounds = unicode.cased_bounds
+        self._lowercase = _int_table(unicode.lowercase)
+        self._entities = _string_table({name: value for name, value in html.entities.html5.items()})
+        # Names html.unescape also finds as the start of a longer name: the ones without ';'.
+        self._prefix_entities = _string_table(
+            {name: value for name, value in html.entities.html5.items() if not name.endswith(";")}
+        )
+        self._longest_prefix_entity = max(len(name) for name in html.entities.html5 if not name.endswith(";"))
+        self._numeric_exceptions = _int_table(_numeric_reference_exceptions())
+        self._byte_ids = _byte_ids()
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="prompt")])
+    def __call__(self, prompt):
+        return self.tokenize(prompt)
+
+    def tokenize(self, prompts, input_name="prompt"):
+        """string [B] -> int32 [B, 77]: start token, BPE ids cut to 75, end token, end-token padding."""
+        ids = self.bpe_ids(prompts, input_name, max_words=MAX_BPE_TOKENS)[:, :MAX_BPE_TOKENS]
+        batch = ids.nrows()
+        start = tf.RaggedTensor.from_tensor(tf.fill([batch, 1], contract.START_TOKEN))
+        end = tf.RaggedTensor.from_tensor(tf.fill([batch, 1], contract.END_TOKEN))
+        tokens = tf.concat([start, ids, end], axis=1)
+        return tokens.to_tensor(default_value=contract.END_TOKEN, shape=[None, contract.MAX_PROMPT_TOKENS])
+
+    def bpe_ids(self, prompts, input_name="prompt", max_words=None):
+        """string [B] -> int32 ragged [B, None]: every BPE id of each prompt, without start and end tokens.
+
+        max_words keeps only a prompt's first words; each word gives at least one id, so 75 words are enough for
+        75 ids."""
+        prompts = self._checked(prompts, input_name)
+        words = self.words(prompts)
+        if max_words is not None:
+            words = words[:, :max_words]
+        unique_words, occurrence = tf.unique(words.flat_values)
+        word_ids = tf.gather(self._bpe(unique_words), occurrence)
+        return words.with_flat_values(word_ids).merge_dims(1, 2)
+
+    def words(self, prompts):
+        """string [B] -> ragged [B, None]: what SimpleTokenizer's findall returns after cleaning and lowercasing."""
+        text = self._unescape_html(self._unescape_html(prompts))
+        text = tf.strings.regex_replace(text, self._patterns.whitespace_run, " ")
+        text = tf.strings.regex_replace(text, self._patterns.outer_space, "")
+        text = self._lowercase_text(text)
+        # Mark the end of each word; characters no word takes (spaces) leave only a marker.
+        marked = tf.strings.regex_replace(text, f"({self._patterns.word})|(?s:.)", b"\\1" + _SEPARATOR)
+        pieces = tf.strings.split(marked, sep=_SEPARATOR)
+        return tf.ragged.boolean_mask(pieces, tf.strings.length(pieces) > 0)
+
+    # -- input checks
+
+    def _checked(self, prompts, input_name):
+        prompts = tf.convert_to_tensor(prompts, tf.string)
+        lengths = tf.strings.length(prompts)
+        too_long = tf.debugging.Assert(
+            tf.reduce_all(lengths <= contract.MAX_PROMPT_BYTES),
+            [f"{input_name}: a string is longer than {contract.MAX_PROMPT_BYTES} UTF-8 bytes; lengths:", lengths],
+            summarize=16,
+        )
+        with tf.control_dependencies([too_long]):
+            # Decoding replaces every invalid sequence, so a string survives the round trip iff it is valid UTF-8.
+            round_trip = tf.strings.unicode_transcode(
+                prompts, "UTF-8", "UTF-8", errors="replace", replacement_char=_REPLACEMENT_CHARACTER
+            )
+            valid = tf.equal(round_trip, prompts)
+        not_utf8 = tf.debugging.Assert(
+            tf.reduce_all(valid),
+            [f"{input_name}: a string is not valid UTF-8; valid per batch item:", valid],
+            summarize=16,
+        )
+        with tf.control_dependencies([not_utf8]):
+            return tf.identity(prompts)
+
+    # -- html.unescape
+
+    def _unescape_html(self, text):
+        """One html.unescape: every character reference, replaced left to right, the replacements not rescanned."""
+        marked = tf.strings.regex_replace(text, _HTML_REFERENCE, _SEPARATOR + b"\\0" + _SEPARATOR)
+        pieces = tf.strings.split(marked, sep=_SEPARATOR)
+        # Split this way, references are the pieces at odd positions of each row.
+        position = tf.range(tf.size(pieces.flat_values, out_type=tf.int64)) - tf.gather(
+            pieces.row_starts(), pieces.value_rowids()
+        )
+        is_reference = position % 2 == 1
+        flat = pieces.flat_values
+        text_index = tf.cast(tf.where(~is_reference)[:, 0], tf.int32)
+        reference_index = tf.cast(tf.where(is_reference)[:, 0], tf.int32)
+        replaced = self._replace_references(tf.gather(flat, reference_index))
+        flat = tf.dynamic_stitch([text_index, reference_index], [tf.gather(flat, text_index), replaced])
+        return tf.strings.reduce_join(pieces.with_flat_values(flat), axis=1)
+
+    def _replace_references(self, references):
+        numeric = tf.strings.regex_full_match(references, _NUMERIC_REFERENCE)
+        return tf.where(numeric, self._numeric_references(references), self._named_references(references))
+
+    def _numeric_references(self, references):
+        """&#NNN; and &#xHH; (';' optional) -> the character, or what html.unescape puts for invalid numbers."""
+        is_hex = tf.strings.regex_full_match(references, "&#[xX].*")
+        base = tf.where(is_hex, 16, 10)
+        digits = tf.strings.regex_replace(references, _SIGNIFICANT_DIGITS, "")
+        too_big = tf.strings.length(digits) > tf.where(is_hex, _MAX_DIGITS[16], _MAX_DIGITS[10])
+        digits = tf.strings.substr(digits, 0, _MAX_DIGITS[10])  # enough for any number not too big
+        number = _parse_number(digits, base)
+        exception = self._numeric_exceptions.lookup(number)
+        invalid = too_big | (number > _MAX_CODE_POINT) | ((number >= _SURROGATES[0]) & (number <= _SURROGATES[1]))
+        code_point = tf.where(invalid, _REPLACEMENT_CHARACTER, tf.where(exception != -1, exception, number))
+        code_point = tf.where(~invalid & (exception == -2), -1, code_point)  # -1: no character at all
+        characters = tf.RaggedTensor.from_tensor(code_point[:, None], padding=-1)
+        return tf.strings.unicode_encode(tf.cast(characters, tf.int32), "UTF-8")
+
+    def _named_references(self, references):
+        """&name; -> its text; else the longest name without ';' it starts with, then the rest; else unchanged."""
+        name = tf.strings.substr(references, 1, tf.strings.length(references))
+        result = references
+        for length in range(2, self._longest_prefix_entity + 1):  # longer prefixes replace shorter ones
+            prefix_text = self._prefix_entities.lookup(tf.strings.substr(name, 0, length))
+            found = (prefix_text != _SEPARATOR) & (tf.strings.length(name) > length)
+            rest = tf.strings.substr(name, length, tf.strings.length(name))
+            result = tf.where(found, prefix_text + rest, result)
+        text = self._entities.lookup(name)
+        return tf.where(text != _SEPARATOR, text, result)
+
+    # -- str.lower
+
+    def _lowercase_text(self, text):
+        for upper, lower in self._multi_char_lowercase.items():
+            text = tf.strings.regex_replace(text, regex.escape(upper), lower)
+        characters = tf.strings.unicode_decode(text, "UTF-8")
+        code_points = characters.flat_values
+        lowered = self._lowercase.lookup(code_points)
+        lowered = tf.where(lowered == -1, code_points, lowered)
+        final = (code_points == _CAPITAL_SIGMA) & self._final_sigma_context(characters)
+        lowered = tf.where(final, _FINAL_SIGMA, lowered)
+        return tf.strings.unicode_encode(characters.with_flat_values(lowered), "UTF-8")
+
+    def _final_sigma_context(self, characters):
+        """True where str.lower writes Σ as ς: after a cased letter and not before one, skipping case-ignorables."""
+        code_points = characters.flat_values
+        count = tf.size(code_points)
+        ignorable = _in_ranges(code_points, self._case_ignorable_bounds)
+        cased = tf.concat([_in_ranges(code_points, self._cased_bounds) & ~ignorable, [False]], axis=0)
+        # Characters that stop the scan, plus a sentinel at `count` that is not cased.
+        stops = tf.concat([tf.cast(tf.where(~ignorable)[:, 0], tf.int32), [count]], axis=0)
+        num_stops = tf.size(stops) - 1
+        stops_before = tf.cumsum(tf.cast(~ignorable, tf.int32), exclusive=True)
+        previous = tf.gather(stops, tf.where(stops_before > 0, stops_before - 1, num_stops))
+        following = tf.gather(stops, stops_before + tf.cast(~ignorable, tf.int32))
+        row = characters.value_rowids()
+        row_start = tf.cast(tf.gather(characters.row_starts(), row), tf.int32)
+        row_limit = tf.cast(tf.gather(characters.row_limits(), row), tf.int32)
+        cased_before = (previous >= row_start) & tf.gather(cased, previous)
+        cased_after = (following < row_limit) & tf.gather(cased, following)
+        return cased_before & ~cased_after
+
+    # -- BPE
+
+    def _bpe(self, words):
+        """Unique words (string [W]) -> their BPE ids (int32 ragged [W, None])."""
+        num_words = tf.size(words)
+        words = tf.where(words == "<|startoftext|>", b"\xfe", words)
+        words = tf.where(words == "<|endoftext|>", b"\xff", words)
+        lengths = tf.strings.length(words)
+        word_bytes = tf.cast(tf.io.decode_raw(tf.strings.reduce_join(words), tf.uint8), tf.int32)
+        word_of = tf.repeat(tf.range(num_words), lengths)
+        ends_word = tf.concat([word_of[1:] != word_of[:-1], tf.ones([tf.minimum(tf.size(word_of), 1)], tf.bool)], 0)
+        ids = tf.gather(self._byte_ids, word_bytes) + tf.where(ends_word, _BYTE_TOKENS, 0)
+        for special_byte, token in _SPECIAL_BYTES.items():
+            ids = tf.where(word_bytes == special_byte[0], token, ids)
+
+        def merge_once(ids, word_of, _):
+            ids, merged = self._merge_lowest_pairs(ids, word_of, num_words)
+            keep = ~tf.concat([[False], merged], axis=0)
+            return tf.boolean_mask(ids, keep), tf.boolean_mask(word_of, keep), tf.reduce_any(merged)
+
+        ids, word_of, _ = tf.while_loop(
+            lambda ids, word_of, merging: merging,
+            merge_once,
+            (ids, word_of, tf.constant(True)),
+            shape_invariants=(tf.TensorShape([None]), tf.TensorShape([None]), tf.TensorShape([])),
+        )
+        return tf.RaggedTensor.from_value_rowids(ids, word_of, nrows=num_words)
+
+    def _merge_lowest_pairs(self, ids, word_of, num_words):
+        """In each word, merge every occurrence of its lowest-ranked pair, left to right as SimpleTokenizer.bpe does.
+
+        Returns ids with each merged pair's left id replaced by the merged token, and for each position but the
+        last whether a merge starts there (its right neighbour then goes)."""
+        left, right = ids[:-1], ids[1:]
+        same_word = word_of[:-1] == word_of[1:]
+        keys = tf.cast(left, tf.int64) * _PAIR_KEY_BASE + tf.cast(right, tf.int64)
+        ranks = tf.cast(self._merge_ranks.lookup(keys), tf.int32)
+        ranks = tf.where(same_word & (ranks >= 0), ranks, _NO_RANK)
+        word_lowest = tf.math.unsorted_segment_min(ranks, word_of[:-1], num_words)
+        lowest = (ranks == tf.gather(word_lowest, word_of[:-1])) & (ranks != _NO_RANK)
+        # A pair (x, x) can occur at consecutive positions ("x x x"): only every other one, from the left, merges.
+        others = tf.concat([tf.cast(tf.where(~lowest)[:, 0], tf.int32), [-1]], axis=0)
+        others_before = tf.cumsum(tf.cast(~lowest, tf.int32), exclusive=True)
+        last_other = tf.gather(others, tf.where(others_before > 0, others_before - 1, tf.size(others) - 1))
+        merged = lowest & ((tf.range(tf.size(lowest)) - last_other) % 2 == 1)
+        merged_ids = tf.where(merged, _FIRST_MERGE_ID + ranks, left)
+        return tf.concat([merged_ids, ids[-1:]], axis=0), merged
+
+
+# -- export-time data
+
+
+def _write_merge_ranks(vocab_path, path):
+    """CLIP's merges as `pair key<TAB>left right` lines in rank order; a pair key is left id * 49408 + right id."""
+    lines = gzip.open(vocab_path).read().decode("utf-8").split("\n")
+    merges = [tuple(line.split()) for line in lines[1 : _NUM_MERGES + 1]]
+    byte_symbols = list(bytes_to_unicode().values())
+    vocab = byte_symbols + [symbol + "</w>" for symbol in byte_symbols] + ["".join(merge) for merge in merges]
+    vocab += list(_SPECIAL_TOKENS)
+    ids = {token: index for index, token in enumerate(vocab)}
+    if len(merges) != _NUM_MERGES or len(ids) != len(vocab) or ids["<|startoftext|>"] != contract.START_TOKEN:
+        raise ValueError(f"{vocab_path} is not CLIP's BPE vocabulary (bpe_simple_vocab_16e6.txt.gz)")
+    with open(path, "w", encoding="utf-8") as file:
+        for left, right in merges:
+            file.write(f"{ids[left] * _PAIR_KEY_BASE + ids[right]}\t{left} {right}\n")
+    return path
+
+
+@lru_cache
+def bytes_to_unicode():
+    """GPT-2's reversible byte -> character map: printable Latin-1 bytes stand for themselves, the rest for 256+."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = [byte for byte in range(256) if byte not in printable]
+    return {
+        **{byte: chr(byte) for byte in printable},
+        **{byte: chr(256 + index) for index, byte in enumerate(others)},
+    }
+
+
+def _byte_ids():
+    """Byte value -> its token id (the byte's position in bytes_to_unicode's order)."""
+    order = list(bytes_to_unicode())
+    ids = np.zeros(256, np.int32)
+    ids[order] = np.arange(256, dtype=np.int32)
+    return ids
+
+
+def _numeric_reference_exceptions():
+    """Numbers html.unescape does not turn into chr(number): -> code point, or -2 for "nothing"."""
+    special = set(html._invalid_charrefs) | set(html._invalid_codepoints)  # noqa: SLF001 (no public list)
+    exceptions = {}
+    for number in sorted(special):
+        replacement = html.unescape(f"&#{number};")
+        exceptions[number] = ord(replacement) if replacement else -2
+    return exceptions
+
+
+class _Patterns:
+    def __init__(self, whitespace_run, outer_space, word):
+        self.whitespace_run, self.outer_space, self.word = whitespace_run, outer_space, word
+
+
+class _UnicodeTables:
+    def __init__(self, patterns, lowercase, multi_char_lowercase, case_ignorable_bounds, cased_bounds):
+        self.patterns = patterns
+        self.lowercase = lowercase
+        self.multi_char_lowercase = multi_char_lowercase
+        self.case_ignorable_bounds = case_ignorable_bounds
+        self.cased_bounds = cased_bounds
+
+
+@lru_cache
+def _unicode_tables():
+    code_points = np.array([c for c in range(_MAX_CODE_POINT + 1) if not _SURROGATES[0] <= c <= _SURROGATES[1]])
+    every_character = "".join(map(chr, code_points))
+
+    def matching(pattern, flags=0):
+        return code_points[[match.start() for match in regex.finditer(pattern, every_character, flags)]]
+
+    whitespace = matching(r"\s")  # `regex`'s \s, which whitespace_clean collapses
+    strip_whitespace = np.array([c for c in code_points if chr(c).isspace()])  # what str.strip removes
+
+    def caseless(literal):
+        return "".join(_re2_class(matching(regex.escape(char), regex.IGNORECASE)) for char in literal)
+
+    literals = [*_SPECIAL_TOKENS, *_CONTRACTIONS]
+    word = "|".join(
+        [caseless(literal) for literal in literals]
+        + [
+            _re2_class(matching(r"[\p{L}]", regex.IGNORECASE)) + "+",
+            _re2_class(matching(r"[\p{N}]", regex.IGNORECASE)),
+            _re2_class(matching(r"[^\s\p{L}\p{N}]", regex.IGNORECASE)) + "+",
+        ]
+    )
+    strip_class = _re2_class(strip_whitespace)
+    patterns = _Patterns(_re2_class(whitespace) + "+", f"^{strip_class}+|{strip_class}+$", word)
+
+    lowercase, multi_char_lowercase = {}, {}
+    ignorable, cased = [], []
+    for code_point in code_points:
+        char = chr(code_point)
+        lower = char.lower()
+        if len(lower) > 1:
+            multi_char_lowercase[char] = lower
+        elif lower != char:
+            lowercase[code_point] = ord(lower)
+        if unicodedata.category(char) in ("Cn", "Co"):
+            continue  # unassigned and private-use characters are neither cased nor case-ignorable
+        # Python's Final_Sigma test reads the Cased and Case_Ignorable properties, which Python does not expose:
+        # probe them through str.lower itself.
+        ignored_or_cased = ("Α" + char + "Σ").lower()[-1] == "ς"
+        ignored_or_uncased = ("ΑΣ" + char).lower()[1] == "ς"
+        if ignored_or_cased and ignored_or_uncased:
+            ignorable.append(code_point)
+        elif (char + "Σ").lower()[-1] == "ς":
+            cased.append(code_point)
+    for upper, lower in multi_char_lowercase.items():
+        # Lowercased before the Final_Sigma test: keep it valid by needing a cased start and ignorable rest.
+        if ord(lower[0]) not in cased or any(ord(char) not in ignorable for char in lower[1:]):
+            raise ValueError(f"lowercase {upper!r} -> {lower!r} changes the Final_Sigma context")
+    return _UnicodeTables(patterns, lowercase, multi_char_lowercase, _range_bounds(ignorable), _range_bounds(cased))
+
+
+def _ranges(code_points):
+    """Sorted code points -> [(first, last), ...] runs."""
+    runs = []
+    for code_point in code_points:
+        if runs and runs[-1][1] == code_point - 1:
+            runs[-1][1] = code_point
+        else:
+            runs.append([code_point, code_point])
+    return runs
+
+
+def _re2_class(code_points):
+    parts = [f"\\x{{{a:X}}}" if a == b else f"\\x{{{a:X}}}-\\x{{{b:X}}}" for a, b in _ranges(code_points)]
+    return "[" + "".join(parts) + "]"
+
+
+def _range_bounds(code_points):
+    """[first0, last0 + 1, first1, last1 + 1, ...]: a code point is inside iff an odd number of bounds are <= it."""
+    return np.array([bound for a, b in _ranges(sorted(code_points)) for bound in (a, b + 1)], np.int32)
+
+
+def _in_ranges(code_points, bounds):
+    if bounds.size == 0:
+        return tf.zeros_like(code_points, tf.bool)
+    index = tf.searchsorted(bounds[None, :], code_points[None, :], side="right")[0]
+    return index % 2 == 1
+
+
+def _parse_number(digits, base):
+    """Decimal or hex digit strings (string [N], base int32 [N]) -> int64 [N]; "" -> 0."""
+    characters = tf.strings.unicode_decode(digits, "UTF-8")
+    code = characters.flat_values
+    value = tf.where(code <= ord("9"), code - ord("0"), (code | 0x20) - ord("a") + 10)
+    row = characters.value_rowids()
+    position = tf.range(tf.size(code, out_type=tf.int64)) - tf.gather(characters.row_starts(), row)
+    place = tf.gather(characters.row_lengths(), row) - 1 - position
+    weight = tf.pow(tf.cast(tf.gather(base, row), tf.int64), place)
+    return tf.math.unsorted_segment_sum(tf.cast(value, tf.int64) * weight, row, tf.size(digits, out_type=tf.int64))
+
+
+def _int_table(mapping):
+    keys = np.array(list(mapping), np.int64)
+    values = np.array(list(mapping.values()), np.int64)
+    return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), default_value=-1)
+
+
+def _string_table(mapping):
+    """name -> text; a miss gives _SEPARATOR, which no text holds."""
+    keys = tf.constant([name.encode() for name in mapping], tf.string)
+    values = tf.constant([text.encode() for text in mapping.values()], tf.string)
+    return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), default_value=_SEPARATOR)

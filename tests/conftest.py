@@ -1,0 +1,107 @@
+"""Fixtures shared by every test folder: the CLIP vocabulary and exported model repositories.
+
+Exports are expensive, so each is a session fixture: the stand-in repository (tiny models, the real exporter, the
+real contract) for protocol, server and client tests; the KerasCV repository (the real architectures with random
+weights at 128x128, exported by the sd-export CLI from .h5 files) for parity and end-to-end tests.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+STANDIN_SIZE = 128
+
+
+@pytest.fixture(scope="session")
+def clip_vocab_path():
+    path = Path(os.environ.get("SD_TEST_CLIP_VOCAB", PROJECT_ROOT.parent / "shared/clip/bpe_simple_vocab_16e6.txt.gz"))
+    if not path.is_file():
+        pytest.fail(f"CLIP vocabulary not found at {path} (set SD_TEST_CLIP_VOCAB)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def standin_repository(tmp_path_factory):
+    """models/ with two versions of the stand-in models: 1 labelled 'stock', 2 labelled 'tuned' (other weights)."""
+    import standins
+    from sd_export.export import export_repository
+
+    models_dir = tmp_path_factory.mktemp("standin") / "models"
+    for version, label, seed in ((1, "stock", 1234), (2, "tuned", 99)):
+        components = standins.components(STANDIN_SIZE, STANDIN_SIZE, seed=seed)
+        export_repository(components, models_dir, STANDIN_SIZE, STANDIN_SIZE, version=version, label=label)
+    return models_dir
+
+
+KERAS_CV_SIZE = 128  # KerasCV's StableDiffusion rounds sizes to multiples of 128
+
+
+@pytest.fixture(scope="session")
+def keras_cv_components():
+    """KerasCV's real SD v1.4 architectures with seeded random weights: the one in-process copy of each model."""
+    import keras
+    from keras_cv.models.stable_diffusion import Decoder, DiffusionModel, TextEncoder
+    from sd_export.weights import Components
+
+    keras.utils.set_random_seed(7)
+    return Components(
+        TextEncoder(77, download_weights=False),
+        DiffusionModel(KERAS_CV_SIZE, KERAS_CV_SIZE, 77, download_weights=False),
+        Decoder(KERAS_CV_SIZE, KERAS_CV_SIZE, download_weights=False),
+    )
+
+
+@pytest.fixture(scope="session")
+def keras_cv_weight_files(keras_cv_components, tmp_path_factory):
+    """The components' weights as users hand them to `make export`: legacy HDF5 (KerasCV's downloads and Keras-2-era
+    fine-tuning checkpoints) for the U-Net and the text encoder, Keras 3's .weights.h5 for the decoder."""
+    import h5py
+    from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
+
+    folder = tmp_path_factory.mktemp("weights")
+    files = {
+        "diffusion_model": folder / "ckpt_epochs_72_res_128_mp_True.h5",
+        "text_encoder": folder / "text_encoder.h5",
+        "decoder": folder / "decoder.weights.h5",
+    }
+    for component in ("diffusion_model", "text_encoder"):
+        with h5py.File(files[component], "w") as handle:
+            save_weights_to_hdf5_group(handle, getattr(keras_cv_components, component))
+    keras_cv_components.decoder.save_weights(files["decoder"])
+    return files
+
+
+@pytest.fixture(scope="session")
+def keras_cv_repository(keras_cv_weight_files, tmp_path_factory):
+    """models/ exported by the sd-export CLI (a subprocess, as `make export` runs it) from the weight files."""
+    import subprocess
+    import sys
+
+    models_dir = tmp_path_factory.mktemp("keras_cv") / "models"
+    command = [
+        sys.executable, "-m", "sd_export.cli",
+        "--ckpt", str(keras_cv_weight_files["diffusion_model"]),
+        "--text-encoder", str(keras_cv_weight_files["text_encoder"]),
+        "--decoder", str(keras_cv_weight_files["decoder"]),
+        "--height", str(KERAS_CV_SIZE), "--width", str(KERAS_CV_SIZE),
+        "--models-dir", str(models_dir), "--label", "tuned",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return models_dir
+
+
+@pytest.fixture(scope="session")
+def keras_cv_reference(keras_cv_components, clip_vocab_path):
+    """KerasCV's own StableDiffusion running on the same models: the parity reference."""
+    from keras_cv.models import StableDiffusion
+    from keras_cv.models.stable_diffusion import SimpleTokenizer
+
+    reference = StableDiffusion(KERAS_CV_SIZE, KERAS_CV_SIZE, jit_compile=False)
+    reference._text_encoder = keras_cv_components.text_encoder
+    reference._diffusion_model = keras_cv_components.diffusion_model
+    reference._decoder = keras_cv_components.decoder
+    reference._tokenizer = SimpleTokenizer(bpe_path=str(clip_vocab_path))
+    return reference

@@ -1,0 +1,27 @@
+"""Run a SavedModel the way tensorflow_model_server does: the TF1 session loader and the signature's tensor names.
+
+tf.saved_model.load succeeding proves nothing about that path (../shared/notes/pitfalls.md), so every test that runs
+an exported model goes through here.
+"""
+
+import tensorflow as tf
+
+
+class Tf1Model:
+    def __init__(self, export_dir):
+        self.graph = tf.Graph()
+        self.session = tf.compat.v1.Session(graph=self.graph)
+        with self.graph.as_default():
+            self.meta_graph = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], str(export_dir))
+
+    def signature(self, name):
+        return self.meta_graph.signature_def[name]
+
+    def run(self, signature_name, inputs):
+        signature = self.signature(signature_name)
+        feeds = {signature.inputs[name].name: value for name, value in inputs.items()}
+        fetches = {name: tensor.name for name, tensor in signature.outputs.items()}
+        return self.session.run(fetches, feeds)
+
+    def close(self):
+        self.session.close()
