@@ -19,14 +19,14 @@ def batch_checks(max_batch, named_tensors):
     (first_name, first), *others = named_tensors.items()
     size = batch_size(first)
     checks = [
-        require(size >= 1, f"'{first_name}' has an empty batch: send at least one row"),
-        require(size <= max_batch, f"'{first_name}' has more than {max_batch} rows (the export's max batch):", size),
+        require(size >= 1, f"{first_name} has an empty batch: send at least one row"),
+        require(size <= max_batch, f"{first_name} has more than {max_batch} rows (the max batch of this export):", size),
     ]
     for name, tensor in others:
         checks.append(
             require(
                 tf.equal(batch_size(tensor), size),
-                f"'{name}' and '{first_name}' disagree on the batch size:",
+                f"{name} and {first_name} disagree on the batch size:",
                 batch_size(tensor),
                 size,
             )
@@ -38,22 +38,22 @@ def guidance_checks(num_steps, guidance_scale):
     return [
         require(
             (num_steps >= 1) & (num_steps <= contract.MAX_NUM_STEPS),
-            f"'num_steps' must be in 1..{contract.MAX_NUM_STEPS}, got",
+            f"num_steps must be in 1..{contract.MAX_NUM_STEPS}, got",
             num_steps,
         ),
-        require(tf.math.is_finite(guidance_scale), "'guidance_scale' must be finite, got", guidance_scale),
+        require(tf.math.is_finite(guidance_scale), "guidance_scale must be finite, got", guidance_scale),
     ]
 
 
 def finite_checks(name, tensor):
-    return [require(tf.reduce_all(tf.math.is_finite(tensor)), f"'{name}' contains NaN or infinite values")]
+    return [require(tf.reduce_all(tf.math.is_finite(tensor)), f"{name} contains NaN or infinite values")]
 
 
 def token_checks(name, tokens, vocab_size):
     return [
         require(
             tf.reduce_all((tokens >= 0) & (tokens < vocab_size)),
-            f"'{name}' holds ids outside the CLIP vocabulary [0, {vocab_size})",
+            f"{name} holds ids outside the CLIP vocabulary [0, {vocab_size})",
         )
     ]
 
@@ -62,7 +62,7 @@ def seed_checks(seed):
     return [
         require(
             tf.reduce_all((seed >= 0) & (seed <= contract.MAX_SEED)),
-            f"'seed' values must be in [0, {contract.MAX_SEED}], got",
+            f"seed values must be in [0, {contract.MAX_SEED}], got",
             seed,
         )
     ]

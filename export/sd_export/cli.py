@@ -6,6 +6,7 @@ succeeds.
 
 import argparse
 import hashlib
+import os
 import sys
 
 from sd_export import contract
@@ -42,6 +43,7 @@ def parse_args(argv):
 
 
 def main(argv=None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter would bury the messages
     args = parse_args(argv)
     try:
         version = run(args)

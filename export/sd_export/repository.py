@@ -4,6 +4,8 @@ TF Serving polls every model's base path and loads any new numeric version folde
 appear only when complete. Each export writes its versions into a hidden staging folder beside them, renames them
 into place only when every model is complete, and then replaces models.config in one os.replace. A failed or
 interrupted export removes its staging folder; one killed outright leaves it for the next export to remove.
+
+Version bookkeeping is plain Python, so the CLI refuses a taken version or a bad label before importing TensorFlow.
 """
 
 import json
@@ -14,12 +16,9 @@ import signal
 import tempfile
 from pathlib import Path
 
-import tensorflow as tf
 from google.protobuf import text_format
-from tensorflow_serving.config import model_server_config_pb2
 
 from sd_export import contract
-from sd_export.warmup import write_warmup
 
 CONFIG_FILE = "models.config"
 TEXT_TO_IMAGE_CONFIG_FILE = "text_to_image.config"
@@ -94,6 +93,10 @@ def write_version(servables, models_dir, version, label, height, width, max_batc
 
 
 def save_servable(servable, version_dir, name, height, width, max_batch, provenance):
+    import tensorflow as tf
+
+    from sd_export.warmup import write_warmup
+
     tf.saved_model.save(servable, str(version_dir), signatures=servable.signatures())
     write_warmup(version_dir, name, height, width)
     if name in BATCHED_MODELS:
@@ -112,8 +115,14 @@ def batching_params(max_batch):
     )
 
 
+def new_config():
+    from tensorflow_serving.config import model_server_config_pb2  # imports TensorFlow
+
+    return model_server_config_pb2.ModelServerConfig()
+
+
 def read_config(path):
-    config = model_server_config_pb2.ModelServerConfig()
+    config = new_config()
     if path.is_file():
         text_format.Parse(path.read_text(), config)
     return config
@@ -135,7 +144,7 @@ def write_configs(models_dir, new_labels):
         present = [model for model in models if versions_of(models_dir, model)]
         if not present:
             continue
-        config = model_server_config_pb2.ModelServerConfig()
+        config = new_config()
         for model in present:
             entry = config.model_config_list.config.add(
                 name=model, base_path=f"{CONTAINER_ROOT}/{model}", model_platform="tensorflow"

@@ -20,6 +20,7 @@ import tempfile
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import regex
@@ -30,11 +31,11 @@ from sd_export import contract
 MAX_BPE_TOKENS = contract.MAX_PROMPT_TOKENS - 2  # room left by the start and end tokens
 MERGES_ASSET = "clip_bpe_merges.tsv"
 
-_CLIP_VOCAB_SIZE = 49152  # merges file lines used by CLIP: 256 bytes + merges + 2 special tokens ...
-_NUM_MERGES = _CLIP_VOCAB_SIZE - 256 - 2  # ... so 48 894 merges, ranked by line
 _BYTE_TOKENS = 256  # ids 0..255: a byte inside a word; 256..511: the same byte ending a word ("</w>")
-_FIRST_MERGE_ID = 2 * _BYTE_TOKENS  # the token made by merge number r has id 512 + r
-_PAIR_KEY_BASE = contract.END_TOKEN + 1  # pair (a, b) is looked up as a * base + b
+_FIRST_MERGE_ID = 2 * _BYTE_TOKENS  # the token made by merge number r has id 512 + r ...
+_SPECIAL_TOKENS = {"<|startoftext|>": contract.START_TOKEN, "<|endoftext|>": contract.END_TOKEN}  # the last ids
+_NUM_MERGES = contract.VOCAB_SIZE - _FIRST_MERGE_ID - len(_SPECIAL_TOKENS)  # ... of 48 894
+_PAIR_KEY_BASE = contract.VOCAB_SIZE  # pair (a, b) is looked up as a * base + b
 _NO_RANK = np.iinfo(np.int32).max
 
 # Python's html.unescape: the references it replaces (Lib/html/__init__.py, `_charref`).
@@ -45,16 +46,16 @@ _MAX_DIGITS = {10: 7, 16: 6}  # longer numbers exceed U+10FFFF, which html.unesc
 _REPLACEMENT_CHARACTER = 0xFFFD
 _MAX_CODE_POINT = 0x10FFFF
 _SURROGATES = (0xD800, 0xDFFF)
+_NO_CHARACTER = -2  # html.unescape drops some numeric references (-1 is the tables' "not found")
 
 # SimpleTokenizer's word pattern, in its order: special tokens, contractions, letters, one digit, other symbols.
-_SPECIAL_TOKENS = {"<|startoftext|>": contract.START_TOKEN, "<|endoftext|>": contract.END_TOKEN}
 _CONTRACTIONS = ("'s", "'t", "'re", "'ve", "'m", "'ll", "'d")
 
 # Bytes that valid UTF-8 never holds: markers between pieces of a string, and stand-ins for special-token words.
 _SEPARATOR = b"\xff"
-_SPECIAL_BYTES = {b"\xfe": contract.START_TOKEN, b"\xff": contract.END_TOKEN}
+_SPECIAL_STAND_INS = {"<|startoftext|>": b"\xfe", "<|endoftext|>": b"\xff"}
 
-_CAPITAL_SIGMA, _SMALL_SIGMA, _FINAL_SIGMA = 0x3A3, 0x3C3, 0x3C2
+_CAPITAL_SIGMA, _FINAL_SIGMA = 0x3A3, 0x3C2
 
 
 class ClipTokenizer(tf.Module):
@@ -130,10 +131,14 @@ class ClipTokenizer(tf.Module):
         text = tf.strings.regex_replace(text, self._patterns.whitespace_run, " ")
         text = tf.strings.regex_replace(text, self._patterns.outer_space, "")
         text = self._lowercase_text(text)
-        # Mark the end of each word; characters no word takes (spaces) leave only a marker.
-        marked = tf.strings.regex_replace(text, f"({self._patterns.word})|(?s:.)", b"\\1" + _SEPARATOR)
-        pieces = tf.strings.split(marked, sep=_SEPARATOR)
-        return tf.ragged.boolean_mask(pieces, tf.strings.length(pieces) > 0)
+        # No word holds a space or a character of `unmatched` (with IGNORECASE, `regex` puts U+0345 in no class):
+        # the words of a text are the words of its chunks between them, and a chunk is its words end to end.
+        if self._patterns.unmatched:
+            text = tf.strings.regex_replace(text, self._patterns.unmatched, " ")
+        chunks = tf.strings.split(text, sep=" ")
+        marked = tf.strings.regex_replace(chunks.flat_values, self._patterns.word, b"\\0" + _SEPARATOR)
+        words = chunks.with_flat_values(tf.strings.split(marked, sep=_SEPARATOR)).merge_dims(1, 2)
+        return tf.ragged.boolean_mask(words, tf.strings.length(words) > 0)
 
     # -- input checks
 
@@ -191,19 +196,19 @@ class ClipTokenizer(tf.Module):
         number = _parse_number(digits, base)
         exception = self._numeric_exceptions.lookup(number)
         invalid = too_big | (number > _MAX_CODE_POINT) | ((number >= _SURROGATES[0]) & (number <= _SURROGATES[1]))
-        code_point = tf.where(invalid, _REPLACEMENT_CHARACTER, tf.where(exception != -1, exception, number))
-        code_point = tf.where(~invalid & (exception == -2), -1, code_point)  # -1: no character at all
-        characters = tf.RaggedTensor.from_tensor(code_point[:, None], padding=-1)
+        replacement = tf.constant(_REPLACEMENT_CHARACTER, tf.int64)
+        code_point = tf.where(invalid, replacement, tf.where(exception == -1, number, exception))
+        characters = tf.RaggedTensor.from_tensor(code_point[:, None], padding=_NO_CHARACTER)
         return tf.strings.unicode_encode(tf.cast(characters, tf.int32), "UTF-8")
 
     def _named_references(self, references):
         """&name; -> its text; else the longest name without ';' it starts with, then the rest; else unchanged."""
-        name = tf.strings.substr(references, 1, tf.strings.length(references))
+        name = _suffix(references, 1)
         result = references
         for length in range(2, self._longest_prefix_entity + 1):  # longer prefixes replace shorter ones
             prefix_text = self._prefix_entities.lookup(tf.strings.substr(name, 0, length))
             found = (prefix_text != _SEPARATOR) & (tf.strings.length(name) > length)
-            rest = tf.strings.substr(name, length, tf.strings.length(name))
+            rest = _suffix(name, length)
             result = tf.where(found, prefix_text + rest, result)
         text = self._entities.lookup(name)
         return tf.where(text != _SEPARATOR, text, result)
@@ -215,7 +220,7 @@ class ClipTokenizer(tf.Module):
             text = tf.strings.regex_replace(text, regex.escape(upper), lower)
         characters = tf.strings.unicode_decode(text, "UTF-8")
         code_points = characters.flat_values
-        lowered = self._lowercase.lookup(code_points)
+        lowered = tf.cast(self._lowercase.lookup(tf.cast(code_points, tf.int64)), tf.int32)
         lowered = tf.where(lowered == -1, code_points, lowered)
         final = (code_points == _CAPITAL_SIGMA) & self._final_sigma_context(characters)
         lowered = tf.where(final, _FINAL_SIGMA, lowered)
@@ -245,15 +250,15 @@ class ClipTokenizer(tf.Module):
     def _bpe(self, words):
         """Unique words (string [W]) -> their BPE ids (int32 ragged [W, None])."""
         num_words = tf.size(words)
-        words = tf.where(words == "<|startoftext|>", b"\xfe", words)
-        words = tf.where(words == "<|endoftext|>", b"\xff", words)
+        for token, stand_in in _SPECIAL_STAND_INS.items():  # one byte, so one symbol that no pair holds
+            words = tf.where(words == token, stand_in, words)
         lengths = tf.strings.length(words)
         word_bytes = tf.cast(tf.io.decode_raw(tf.strings.reduce_join(words), tf.uint8), tf.int32)
         word_of = tf.repeat(tf.range(num_words), lengths)
         ends_word = tf.concat([word_of[1:] != word_of[:-1], tf.ones([tf.minimum(tf.size(word_of), 1)], tf.bool)], 0)
         ids = tf.gather(self._byte_ids, word_bytes) + tf.where(ends_word, _BYTE_TOKENS, 0)
-        for special_byte, token in _SPECIAL_BYTES.items():
-            ids = tf.where(word_bytes == special_byte[0], token, ids)
+        for token, stand_in in _SPECIAL_STAND_INS.items():
+            ids = tf.where(word_bytes == stand_in[0], _SPECIAL_TOKENS[token], ids)
 
         def merge_once(ids, word_of, _):
             ids, merged = self._merge_lowest_pairs(ids, word_of, num_words)
@@ -266,7 +271,7 @@ class ClipTokenizer(tf.Module):
             (ids, word_of, tf.constant(True)),
             shape_invariants=(tf.TensorShape([None]), tf.TensorShape([None]), tf.TensorShape([])),
         )
-        return tf.RaggedTensor.from_value_rowids(ids, word_of, nrows=num_words)
+        return tf.RaggedTensor.from_value_rowids(ids, tf.cast(word_of, tf.int64), nrows=tf.cast(num_words, tf.int64))
 
     def _merge_lowest_pairs(self, ids, word_of, num_words):
         """In each word, merge every occurrence of its lowest-ranked pair, left to right as SimpleTokenizer.bpe does.
@@ -328,55 +333,69 @@ def _byte_ids():
 
 
 def _numeric_reference_exceptions():
-    """Numbers html.unescape does not turn into chr(number): -> code point, or -2 for "nothing"."""
+    """Numbers html.unescape does not turn into chr(number) -> its code point, or _NO_CHARACTER."""
     special = set(html._invalid_charrefs) | set(html._invalid_codepoints)  # noqa: SLF001 (no public list)
     exceptions = {}
     for number in sorted(special):
         replacement = html.unescape(f"&#{number};")
-        exceptions[number] = ord(replacement) if replacement else -2
+        exceptions[number] = ord(replacement) if replacement else _NO_CHARACTER
     return exceptions
 
 
-class _Patterns:
-    def __init__(self, whitespace_run, outer_space, word):
-        self.whitespace_run, self.outer_space, self.word = whitespace_run, outer_space, word
+class _Patterns(NamedTuple):
+    whitespace_run: str  # what whitespace_clean replaces by one space
+    outer_space: str  # what str.strip removes
+    word: str  # one word of SimpleTokenizer's findall
+    unmatched: str  # characters besides spaces that no word holds ("" if none)
 
 
-class _UnicodeTables:
-    def __init__(self, patterns, lowercase, multi_char_lowercase, case_ignorable_bounds, cased_bounds):
-        self.patterns = patterns
-        self.lowercase = lowercase
-        self.multi_char_lowercase = multi_char_lowercase
-        self.case_ignorable_bounds = case_ignorable_bounds
-        self.cased_bounds = cased_bounds
+class _UnicodeTables(NamedTuple):
+    patterns: _Patterns
+    lowercase: dict  # code point -> its one-character lowercase
+    multi_char_lowercase: dict  # character -> its longer lowercase
+    case_ignorable_bounds: np.ndarray  # _range_bounds of Case_Ignorable
+    cased_bounds: np.ndarray  # _range_bounds of Cased characters that are not Case_Ignorable
 
 
 @lru_cache
 def _unicode_tables():
     code_points = np.array([c for c in range(_MAX_CODE_POINT + 1) if not _SURROGATES[0] <= c <= _SURROGATES[1]])
+    return _UnicodeTables(_text_patterns(code_points), *_lowercase_tables(code_points))
+
+
+def _text_patterns(code_points):
+    """RE2 patterns with SimpleTokenizer's `regex` classes written out character by character."""
     every_character = "".join(map(chr, code_points))
 
-    def matching(pattern, flags=0):
+    def matching(pattern, flags=regex.IGNORECASE):
         return code_points[[match.start() for match in regex.finditer(pattern, every_character, flags)]]
 
-    whitespace = matching(r"\s")  # `regex`'s \s, which whitespace_clean collapses
-    strip_whitespace = np.array([c for c in code_points if chr(c).isspace()])  # what str.strip removes
-
     def caseless(literal):
-        return "".join(_re2_class(matching(regex.escape(char), regex.IGNORECASE)) for char in literal)
+        return "".join(_re2_class(matching(regex.escape(char))) for char in literal)
 
+    whitespace = matching(r"\s", flags=0)  # `regex`'s \s, which whitespace_clean collapses
+    strip_class = _re2_class([c for c in code_points if chr(c).isspace()])  # what str.strip removes
+    letters, numbers, others = (matching(pattern) for pattern in (r"[\p{L}]", r"[\p{N}]", r"[^\s\p{L}\p{N}]"))
+    in_a_class = np.zeros(_MAX_CODE_POINT + 1, bool)
+    in_a_class[np.concatenate([letters, numbers, others, whitespace])] = True
+    unmatched = code_points[~in_a_class[code_points]]
     literals = [*_SPECIAL_TOKENS, *_CONTRACTIONS]
+    if np.isin(unmatched, matching("[" + regex.escape("".join(literals)) + "]")).any():
+        raise ValueError("a special token or contraction holds a character that no word class has")
     word = "|".join(
         [caseless(literal) for literal in literals]
-        + [
-            _re2_class(matching(r"[\p{L}]", regex.IGNORECASE)) + "+",
-            _re2_class(matching(r"[\p{N}]", regex.IGNORECASE)),
-            _re2_class(matching(r"[^\s\p{L}\p{N}]", regex.IGNORECASE)) + "+",
-        ]
+        + [_re2_class(letters) + "+", _re2_class(numbers), _re2_class(others) + "+"]
     )
-    strip_class = _re2_class(strip_whitespace)
-    patterns = _Patterns(_re2_class(whitespace) + "+", f"^{strip_class}+|{strip_class}+$", word)
+    return _Patterns(
+        whitespace_run=_re2_class(whitespace) + "+",
+        outer_space=f"^{strip_class}+|{strip_class}+$",
+        word=word,
+        unmatched=_re2_class(unmatched) if unmatched.size else "",
+    )
 
+
+def _lowercase_tables(code_points):
+    """str.lower as tables: one-character mappings, longer ones, and the properties of its Final_Sigma test."""
     lowercase, multi_char_lowercase = {}, {}
     ignorable, cased = [], []
     for code_point in code_points:
@@ -385,22 +404,23 @@ def _unicode_tables():
         if len(lower) > 1:
             multi_char_lowercase[char] = lower
         elif lower != char:
-            lowercase[code_point] = ord(lower)
+            lowercase[int(code_point)] = ord(lower)
         if unicodedata.category(char) in ("Cn", "Co"):
             continue  # unassigned and private-use characters are neither cased nor case-ignorable
-        # Python's Final_Sigma test reads the Cased and Case_Ignorable properties, which Python does not expose:
-        # probe them through str.lower itself.
-        ignored_or_cased = ("Α" + char + "Σ").lower()[-1] == "ς"
-        ignored_or_uncased = ("ΑΣ" + char).lower()[1] == "ς"
-        if ignored_or_cased and ignored_or_uncased:
+        # Final_Sigma reads the Cased and Case_Ignorable properties, which Python does not expose: probe them
+        # through str.lower itself. Σ after "Α" and a case-ignorable or cased character is final, ...
+        ignorable_or_cased = ("Α" + char + "Σ").lower()[-1] == "ς"
+        # ... and so is Σ followed by a case-ignorable or uncased one.
+        ignorable_or_uncased = ("ΑΣ" + char).lower()[1] == "ς"
+        if ignorable_or_cased and ignorable_or_uncased:
             ignorable.append(code_point)
-        elif (char + "Σ").lower()[-1] == "ς":
+        elif ignorable_or_cased:
             cased.append(code_point)
     for upper, lower in multi_char_lowercase.items():
-        # Lowercased before the Final_Sigma test: keep it valid by needing a cased start and ignorable rest.
+        # These are lowercased before the Final_Sigma test: a cased start and an ignorable rest keep it the same.
         if ord(lower[0]) not in cased or any(ord(char) not in ignorable for char in lower[1:]):
             raise ValueError(f"lowercase {upper!r} -> {lower!r} changes the Final_Sigma context")
-    return _UnicodeTables(patterns, lowercase, multi_char_lowercase, _range_bounds(ignorable), _range_bounds(cased))
+    return lowercase, multi_char_lowercase, _range_bounds(ignorable), _range_bounds(cased)
 
 
 def _ranges(code_points):
@@ -431,11 +451,17 @@ def _in_ranges(code_points, bounds):
     return index % 2 == 1
 
 
+def _suffix(strings, start):
+    """strings[start:] in bytes ("" past the end, where tf.strings.substr fails)."""
+    lengths = tf.strings.length(strings)
+    return tf.strings.substr(strings, tf.minimum(start, lengths), lengths)
+
+
 def _parse_number(digits, base):
     """Decimal or hex digit strings (string [N], base int32 [N]) -> int64 [N]; "" -> 0."""
     characters = tf.strings.unicode_decode(digits, "UTF-8")
     code = characters.flat_values
-    value = tf.where(code <= ord("9"), code - ord("0"), (code | 0x20) - ord("a") + 10)
+    value = tf.where(code <= ord("9"), code - ord("0"), tf.bitwise.bitwise_or(code, 0x20) - ord("a") + 10)
     row = characters.value_rowids()
     position = tf.range(tf.size(code, out_type=tf.int64)) - tf.gather(characters.row_starts(), row)
     place = tf.gather(characters.row_lengths(), row) - 1 - position
