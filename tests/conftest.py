@@ -23,15 +23,19 @@ def clip_vocab_path():
 
 
 @pytest.fixture(scope="session")
-def standin_repository(tmp_path_factory):
-    """models/ with two versions of the stand-in models: 1 labelled 'stock', 2 labelled 'tuned' (other weights)."""
+def standin_repository(tmp_path_factory, clip_vocab_path):
+    """models/ with two versions of the stand-in models: 1 labelled 'stock', 2 labelled 'tuned' (other weights).
+
+    Each version has all four models: models.config serves the split three, text_to_image.config the fourth."""
     import standins
     from sd_export.export import export_repository
 
     models_dir = tmp_path_factory.mktemp("standin") / "models"
     for version, label, seed in ((1, "stock", 1234), (2, "tuned", 99)):
         components = standins.components(STANDIN_SIZE, STANDIN_SIZE, seed=seed)
-        export_repository(components, models_dir, STANDIN_SIZE, STANDIN_SIZE, version=version, label=label)
+        export_repository(
+            components, models_dir, STANDIN_SIZE, STANDIN_SIZE, version=version, label=label, clip_vocab=clip_vocab_path
+        )
     return models_dir
 
 
@@ -74,7 +78,7 @@ def keras_cv_weight_files(keras_cv_components, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def keras_cv_repository(keras_cv_weight_files, tmp_path_factory):
+def keras_cv_repository(keras_cv_weight_files, tmp_path_factory, clip_vocab_path):
     """models/ exported by the sd-export CLI (a subprocess, as `make export` runs it) from the weight files."""
     import subprocess
     import sys
@@ -86,7 +90,7 @@ def keras_cv_repository(keras_cv_weight_files, tmp_path_factory):
         "--text-encoder", str(keras_cv_weight_files["text_encoder"]),
         "--decoder", str(keras_cv_weight_files["decoder"]),
         "--height", str(KERAS_CV_SIZE), "--width", str(KERAS_CV_SIZE),
-        "--models-dir", str(models_dir), "--label", "tuned",
+        "--models-dir", str(models_dir), "--label", "tuned", "--clip-vocab", str(clip_vocab_path),
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -11,6 +11,7 @@ import sys
 
 from sd_export import contract
 
+CLIP_VOCAB_SHA256 = "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
 RANDOM_WEIGHTS_BANNER = """\
 ################################################################################
 #  RANDOM WEIGHTS: no weights were loaded. The exported models are untrained  #
@@ -32,6 +33,17 @@ def parse_args(argv):
     parser.add_argument("--width", type=int, default=512, help="image width in pixels (default 512)")
     parser.add_argument("--version", type=int, help="version number to write (default: the next free one)")
     parser.add_argument("--label", help="version label to point at this version on every model (e.g. stable)")
+    parser.add_argument(
+        "--clip-vocab",
+        help="CLIP BPE vocabulary (bpe_simple_vocab_16e6.txt.gz) for text_to_image's in-graph tokenizer; "
+        "default: KerasCV's download, checked against its sha256",
+    )
+    parser.add_argument(
+        "--no-text-to-image",
+        dest="text_to_image",
+        action="store_false",
+        help="write only the three split models (text_to_image holds all their weights again)",
+    )
     parser.add_argument("--models-dir", default="models", help="the model repository folder (default: models)")
     parser.add_argument(
         "--max-batch",
@@ -79,15 +91,46 @@ def run(args):
     from sd_export.export import export_repository
     from sd_export.weights import build_components
 
+    clip_vocab = resolve_clip_vocab(args.clip_vocab) if args.text_to_image else None
     components = build_components(args.height, args.width, sources)
     provenance = {"weights": sources.describe(), "random_weights": sources.random}
     if args.ckpt:
         provenance["ckpt_sha256"] = _sha256(args.ckpt)
     version, seconds = export_repository(
-        components, args.models_dir, args.height, args.width, args.version, args.label, args.max_batch, provenance
+        components,
+        args.models_dir,
+        args.height,
+        args.width,
+        args.version,
+        args.label,
+        args.max_batch,
+        provenance,
+        clip_vocab,
     )
     print(f"export took {seconds:.1f} s", file=sys.stderr)
     return version
+
+
+def resolve_clip_vocab(path):
+    """A local vocabulary file, or KerasCV's cached download of it (same URL and sha256 as SimpleTokenizer)."""
+    if path is not None:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"CLIP vocabulary {path}: no such file (bpe_simple_vocab_16e6.txt.gz)")
+        return path
+    import keras
+
+    try:
+        return keras.utils.get_file(
+            "bpe_simple_vocab_16e6.txt.gz",
+            "https://github.com/openai/CLIP/blob/main/clip/bpe_simple_vocab_16e6.txt.gz?raw=true",
+            file_hash=CLIP_VOCAB_SHA256,
+        )
+    except Exception as error:
+        first_line = (str(error).strip() or type(error).__name__).splitlines()[0]
+        raise RuntimeError(
+            f"could not download the CLIP vocabulary ({first_line}); pass --clip-vocab PATH (CLIP_VOCAB=) "
+            "or --no-text-to-image"
+        ) from None
 
 
 def _sha256(path):

@@ -48,7 +48,8 @@ def initial_noise(seed, latent_height, latent_width):
         shape = [1, latent_height, latent_width, contract.LATENT_CHANNELS]
         return tf.random.stateless_normal(shape, seed=stateless_seed, dtype=tf.float32)[0]
 
-    return tf.map_fn(draw, seed, fn_output_signature=tf.TensorSpec(None, tf.float32))
+    noise = tf.map_fn(draw, seed, fn_output_signature=tf.TensorSpec(None, tf.float32))
+    return tf.ensure_shape(noise, [None, latent_height, latent_width, contract.LATENT_CHANNELS])
 
 
 def sample(unet, latent, context, unconditional_context, num_steps, guidance_scale):

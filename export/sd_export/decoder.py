@@ -13,7 +13,7 @@ class DecoderServable(Servable):
             (latent,) = checks.after(
                 checks.batch_checks(max_batch, {"latent": latent}) + checks.finite_checks("latent", latent), latent
             )
-            return to_uint8(decoder(latent, training=False))
+            return decode(decoder, latent)
 
         @tf.function(input_signature=input_signature(contract.DECODER, contract.DEFAULT_SIGNATURE, height, width))
         def serving_default(latent):
@@ -33,8 +33,9 @@ class DecoderServable(Servable):
         }
 
 
-def to_uint8(decoded):
-    """KerasCV's generate_image: ((x + 1) / 2) * 255, clipped to [0, 255], truncated to uint8."""
+def decode(decoder, latent):
+    """KerasCV's generate_image: decoded x -> ((x + 1) / 2) * 255, clipped to [0, 255], truncated to uint8."""
+    decoded = decoder(latent, training=False)
     return tf.cast(tf.clip_by_value(((decoded + 1) / 2) * 255, 0, 255), tf.uint8)
 
 

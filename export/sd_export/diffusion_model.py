@@ -35,7 +35,6 @@ class DiffusionModelServable(Servable):
                 context, unconditional_context, num_steps, guidance_scale, "seed", seed, checks.seed_checks(seed)
             )
             latent = ddim.initial_noise(seed, latent_height, latent_width)
-            latent = tf.ensure_shape(latent, [None, latent_height, latent_width, contract.LATENT_CHANNELS])
             return {"latent": ddim.sample(unet, latent, context, unconditional_context, num_steps, guidance_scale)}
 
         @tf.function(input_signature=signature_of(contract.FROM_NOISE_SIGNATURE))

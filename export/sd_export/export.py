@@ -8,12 +8,20 @@ from sd_export.diffusion_model import DiffusionModelServable
 from sd_export.text_encoder import TextEncoderServable
 
 
-def servables_for(components, height, width, max_batch):
-    return {
+def servables_for(components, height, width, max_batch, clip_vocab=None):
+    """The split models, plus text_to_image when a CLIP vocabulary is given for its in-graph tokenizer."""
+    servables = {
         contract.TEXT_ENCODER: TextEncoderServable(components.text_encoder, max_batch),
         contract.DIFFUSION_MODEL: DiffusionModelServable(components.diffusion_model, height, width, max_batch),
         contract.DECODER: DecoderServable(components.decoder, height, width, max_batch),
     }
+    if clip_vocab is not None:
+        from sd_export.text_to_image import TextToImageServable
+        from sd_export.tokenizer_graph import ClipTokenizer
+
+        tokenizer = ClipTokenizer(str(clip_vocab))
+        servables[contract.TEXT_TO_IMAGE] = TextToImageServable(components, tokenizer, height, width, max_batch)
+    return servables
 
 
 def export_repository(
@@ -25,15 +33,18 @@ def export_repository(
     label=None,
     max_batch=contract.DEFAULT_MAX_BATCH,
     provenance=None,
+    clip_vocab=None,
 ):
-    """Export the components as one version of text_encoder, diffusion_model and decoder. Returns the version."""
+    """Export the components as one version of every model (text_to_image too when clip_vocab is given).
+
+    Returns (version, seconds)."""
     contract.check_resolution(height, width)
     if not 1 <= max_batch <= contract.MAX_MAX_BATCH:
         raise ValueError(f"max batch {max_batch} is not supported: use 1..{contract.MAX_MAX_BATCH}")
     repository.check_label(label)
-    servables = servables_for(components, height, width, max_batch)
-    version = repository.choose_version(models_dir, servables, version)
     started = time.monotonic()
+    servables = servables_for(components, height, width, max_batch, clip_vocab)
+    version = repository.choose_version(models_dir, servables, version)
     repository.write_version(
         servables, models_dir, version, label, height, width, max_batch, dict(provenance or {}, version=version)
     )

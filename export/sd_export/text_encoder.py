@@ -19,11 +19,7 @@ class TextEncoderServable(Servable):
                 tokens,
                 negative_tokens,
             )
-            # One encoder call for both prompts; no squeeze, so every row stays its own.
-            both = tf.concat([tokens, negative_tokens], axis=0)
-            positions = tf.broadcast_to(tf.range(contract.MAX_PROMPT_TOKENS, dtype=tf.int32), tf.shape(both))
-            encoded = text_encoder({"tokens": both, "positions": positions}, training=False)
-            context, unconditional_context = tf.split(encoded, 2, axis=0)
+            context, unconditional_context = encode(text_encoder, tokens, negative_tokens)
             return {"context": context, "unconditional_context": unconditional_context}
 
         self._serving_default = serving_default
@@ -31,3 +27,11 @@ class TextEncoderServable(Servable):
     def signatures(self):
         return {contract.DEFAULT_SIGNATURE: self._serving_default.get_concrete_function()}
 
+
+
+def encode(text_encoder, tokens, negative_tokens):
+    """(context, unconditional_context) in one encoder call; no squeeze, so every row stays its own."""
+    both = tf.concat([tokens, negative_tokens], axis=0)
+    positions = tf.broadcast_to(tf.range(contract.MAX_PROMPT_TOKENS, dtype=tf.int32), tf.shape(both))
+    encoded = text_encoder({"tokens": both, "positions": positions}, training=False)
+    return tf.split(encoded, 2, axis=0)

@@ -20,7 +20,7 @@ import tempfile
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import numpy as np
 import regex
@@ -84,13 +84,9 @@ class ClipTokenizer(tf.Module):
             ),
             default_value=-1,
         )
-        unicode = _unicode_tables()
-        self._patterns = unicode.patterns
-        self._multi_char_lowercase = unicode.multi_char_lowercase
-        self._case_ignorable_bounds = unicode.case_ignorable_bounds
-        self._cased_bounds = unicode.cased_bounds
-        self._lowercase = _int_table(unicode.lowercase)
-        self._entities = _string_table({name: value for name, value in html.entities.html5.items()})
+        self._unicode = _unicode_tables()
+        self._lowercase = _int_table(self._unicode.lowercase)
+        self._entities = _string_table(html.entities.html5)
         # Names html.unescape also finds as the start of a longer name: the ones without ';'.
         self._prefix_entities = _string_table(
             {name: value for name, value in html.entities.html5.items() if not name.endswith(";")}
@@ -104,7 +100,9 @@ class ClipTokenizer(tf.Module):
         return self.tokenize(prompt)
 
     def tokenize(self, prompts, input_name="prompt"):
-        """string [B] -> int32 [B, 77]: start token, BPE ids cut to 75, end token, end-token padding."""
+        """string [B] -> int32 [B, 77]: start token, BPE ids cut to 75, end token, end-token padding.
+
+        input_name starts the error messages (e.g. "negative_prompt: not valid UTF-8 at batch index: [1]")."""
         ids = self.bpe_ids(prompts, input_name, max_words=MAX_BPE_TOKENS)[:, :MAX_BPE_TOKENS]
         batch = ids.nrows()
         start = tf.RaggedTensor.from_tensor(tf.fill([batch, 1], contract.START_TOKEN))
@@ -128,39 +126,33 @@ class ClipTokenizer(tf.Module):
     def words(self, prompts):
         """string [B] -> ragged [B, None]: what SimpleTokenizer's findall returns after cleaning and lowercasing."""
         text = self._unescape_html(self._unescape_html(prompts))
-        text = tf.strings.regex_replace(text, self._patterns.whitespace_run, " ")
-        text = tf.strings.regex_replace(text, self._patterns.outer_space, "")
+        patterns = self._unicode.patterns
+        text = tf.strings.regex_replace(text, patterns.whitespace_run, " ")
+        text = tf.strings.regex_replace(text, patterns.outer_space, "")
         text = self._lowercase_text(text)
         # No word holds a space or a character of `unmatched` (with IGNORECASE, `regex` puts U+0345 in no class):
         # the words of a text are the words of its chunks between them, and a chunk is its words end to end.
-        if self._patterns.unmatched:
-            text = tf.strings.regex_replace(text, self._patterns.unmatched, " ")
+        if patterns.unmatched:
+            text = tf.strings.regex_replace(text, patterns.unmatched, " ")
         chunks = tf.strings.split(text, sep=" ")
-        marked = tf.strings.regex_replace(chunks.flat_values, self._patterns.word, b"\\0" + _SEPARATOR)
+        marked = tf.strings.regex_replace(chunks.flat_values, patterns.word, b"\\0" + _SEPARATOR)
         words = chunks.with_flat_values(tf.strings.split(marked, sep=_SEPARATOR)).merge_dims(1, 2)
         return tf.ragged.boolean_mask(words, tf.strings.length(words) > 0)
 
     # -- input checks
 
     def _checked(self, prompts, input_name):
+        """prompts, once every string has at most MAX_PROMPT_BYTES bytes and is valid UTF-8 (else InvalidArgument
+        "<input_name>: ... at batch index: [...]")."""
         prompts = tf.convert_to_tensor(prompts, tf.string)
-        lengths = tf.strings.length(prompts)
-        too_long = tf.debugging.Assert(
-            tf.reduce_all(lengths <= contract.MAX_PROMPT_BYTES),
-            [f"{input_name}: a string is longer than {contract.MAX_PROMPT_BYTES} UTF-8 bytes; lengths:", lengths],
-            summarize=16,
-        )
+        fits = tf.strings.length(prompts) <= contract.MAX_PROMPT_BYTES
+        too_long = _assert_all(fits, f"{input_name}: longer than {contract.MAX_PROMPT_BYTES} UTF-8 bytes")
         with tf.control_dependencies([too_long]):
             # Decoding replaces every invalid sequence, so a string survives the round trip iff it is valid UTF-8.
             round_trip = tf.strings.unicode_transcode(
                 prompts, "UTF-8", "UTF-8", errors="replace", replacement_char=_REPLACEMENT_CHARACTER
             )
-            valid = tf.equal(round_trip, prompts)
-        not_utf8 = tf.debugging.Assert(
-            tf.reduce_all(valid),
-            [f"{input_name}: a string is not valid UTF-8; valid per batch item:", valid],
-            summarize=16,
-        )
+            not_utf8 = _assert_all(tf.equal(round_trip, prompts), f"{input_name}: not valid UTF-8")
         with tf.control_dependencies([not_utf8]):
             return tf.identity(prompts)
 
@@ -216,7 +208,7 @@ class ClipTokenizer(tf.Module):
     # -- str.lower
 
     def _lowercase_text(self, text):
-        for upper, lower in self._multi_char_lowercase.items():
+        for upper, lower in self._unicode.multi_char_lowercase.items():
             text = tf.strings.regex_replace(text, regex.escape(upper), lower)
         characters = tf.strings.unicode_decode(text, "UTF-8")
         code_points = characters.flat_values
@@ -230,8 +222,8 @@ class ClipTokenizer(tf.Module):
         """True where str.lower writes Σ as ς: after a cased letter and not before one, skipping case-ignorables."""
         code_points = characters.flat_values
         count = tf.size(code_points)
-        ignorable = _in_ranges(code_points, self._case_ignorable_bounds)
-        cased = tf.concat([_in_ranges(code_points, self._cased_bounds) & ~ignorable, [False]], axis=0)
+        ignorable = _in_ranges(code_points, self._unicode.case_ignorable_bounds)
+        cased = tf.concat([_in_ranges(code_points, self._unicode.cased_bounds) & ~ignorable, [False]], axis=0)
         # Characters that stop the scan, plus a sentinel at `count` that is not cased.
         stops = tf.concat([tf.cast(tf.where(~ignorable)[:, 0], tf.int32), [count]], axis=0)
         num_stops = tf.size(stops) - 1
@@ -268,7 +260,7 @@ class ClipTokenizer(tf.Module):
         ids, word_of, _ = tf.while_loop(
             lambda ids, word_of, merging: merging,
             merge_once,
-            (ids, word_of, tf.constant(True)),
+            (ids, word_of, tf.size(ids) > 1),  # fewer symbols hold no pair
             shape_invariants=(tf.TensorShape([None]), tf.TensorShape([None]), tf.TensorShape([])),
         )
         return tf.RaggedTensor.from_value_rowids(ids, tf.cast(word_of, tf.int64), nrows=tf.cast(num_words, tf.int64))
@@ -298,14 +290,16 @@ class ClipTokenizer(tf.Module):
 
 
 def _write_merge_ranks(vocab_path, path):
-    """CLIP's merges as `pair key<TAB>left right` lines in rank order; a pair key is left id * 49408 + right id."""
+    """CLIP's merges as `pair key<TAB>left right` lines in rank order; a pair key is left id * VOCAB_SIZE + right id."""
     lines = gzip.open(vocab_path).read().decode("utf-8").split("\n")
     merges = [tuple(line.split()) for line in lines[1 : _NUM_MERGES + 1]]
     byte_symbols = list(bytes_to_unicode().values())
     vocab = byte_symbols + [symbol + "</w>" for symbol in byte_symbols] + ["".join(merge) for merge in merges]
     vocab += list(_SPECIAL_TOKENS)
     ids = {token: index for index, token in enumerate(vocab)}
-    if len(merges) != _NUM_MERGES or len(ids) != len(vocab) or ids["<|startoftext|>"] != contract.START_TOKEN:
+    # Merged ids are 512 + rank only if no token repeats, and every merge must join two known tokens.
+    consistent = len(ids) == len(vocab) == contract.VOCAB_SIZE and all(len(merge) == 2 for merge in merges)
+    if not consistent or not all(left in ids and right in ids for left, right in merges):
         raise ValueError(f"{vocab_path} is not CLIP's BPE vocabulary (bpe_simple_vocab_16e6.txt.gz)")
     with open(path, "w", encoding="utf-8") as file:
         for left, right in merges:
@@ -342,14 +336,16 @@ def _numeric_reference_exceptions():
     return exceptions
 
 
-class _Patterns(NamedTuple):
+@dataclass(frozen=True)  # not a tuple or dict, which tf.Module would wrap and track
+class _Patterns:
     whitespace_run: str  # what whitespace_clean replaces by one space
     outer_space: str  # what str.strip removes
     word: str  # one word of SimpleTokenizer's findall
     unmatched: str  # characters besides spaces that no word holds ("" if none)
 
 
-class _UnicodeTables(NamedTuple):
+@dataclass(frozen=True)
+class _UnicodeTables:
     patterns: _Patterns
     lowercase: dict  # code point -> its one-character lowercase
     multi_char_lowercase: dict  # character -> its longer lowercase
@@ -442,6 +438,12 @@ def _re2_class(code_points):
 def _range_bounds(code_points):
     """[first0, last0 + 1, first1, last1 + 1, ...]: a code point is inside iff an odd number of bounds are <= it."""
     return np.array([bound for a, b in _ranges(sorted(code_points)) for bound in (a, b + 1)], np.int32)
+
+
+def _assert_all(condition, message):
+    """An Assert op that fails with "<message> at batch index: [i, ...]" unless condition [B] holds everywhere."""
+    failing = tf.where(~condition)[:, 0]
+    return tf.debugging.Assert(tf.reduce_all(condition), [message + " at batch index:", failing], summarize=10)
 
 
 def _in_ranges(code_points, bounds):
