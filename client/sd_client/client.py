@@ -1,0 +1,458 @@
+"""The client: prompt -> tokens -> context -> latent -> PNG over any transport.
+
+    client = Client("http://127.0.0.1:8501")      # or "grpc://127.0.0.1:8500", or a folder / None: in-process
+    results = client.generate("a red fox", num_images=2, seed=42)
+    results[1].seed == 43; results[1].save("fox.png")
+
+With a `text_to_image` model served (issue 5) generate() makes one request; otherwise it chains text_encoder,
+diffusion_model and decoder (the decoder's `png` signature, so images travel as PNG). Every argument is checked
+before anything is sent.
+"""
+
+import dataclasses
+import io
+import math
+import numbers
+import re
+import secrets
+
+import numpy as np
+
+from . import contract, png
+from .errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    NotFound,
+    ServingError,
+    Unavailable,
+    ValidationError,
+    VocabularyError,
+)
+from .tokenizer import ClipTokenizer, check_prompt, local_vocabulary
+from .transports import open_transport
+
+_LABEL = re.compile(r"[A-Za-z0-9_]+")  # TF Serving's label syntax
+DEFAULT_NUM_STEPS = 50
+DEFAULT_GUIDANCE_SCALE = 7.5
+DEFAULT_TIMEOUT = 600.0  # seconds: 50 steps at 512² take seconds on a GPU, minutes on a CPU
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationResult:
+    """One image: its PNG (with the `parameters` text chunk), its seed and what made it."""
+
+    png: bytes = dataclasses.field(repr=False)
+    seed: int
+    prompt: str
+    negative_prompt: str | None
+    num_steps: int
+    guidance_scale: float
+    width: int
+    height: int
+    model: str
+    model_version: str
+
+    @property
+    def image(self):
+        """The image as a PIL image (RGB)."""
+        from PIL import Image
+
+        image = Image.open(io.BytesIO(self.png))
+        image.load()
+        return image
+
+    @property
+    def array(self):
+        """The image as a uint8 numpy array [height, width, 3]."""
+        return np.asarray(self.image.convert("RGB"))
+
+    @property
+    def parameters(self):
+        return png.read_text(self.png)
+
+    def save(self, path):
+        with open(path, "wb") as f:
+            f.write(self.png)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """A checked generate() call, one entry per image."""
+
+    prompts: list
+    negative_prompts: list
+    seeds: list
+    num_steps: int
+    guidance_scale: float
+    version: int | None
+    label: str | None
+
+
+class Client:
+    def __init__(
+        self,
+        url=None,
+        *,
+        models_dir=None,
+        timeout=DEFAULT_TIMEOUT,
+        retries=3,
+        max_images=contract.DEFAULT_MAX_BATCH,
+        vocab_path=None,
+        strict_prompts=False,
+        text_to_image="auto",
+        ca_file=None,
+        transport=None,
+    ):
+        """url: http(s)://HOST:PORT (REST), grpc(s)://HOST:PORT (gRPC), a model folder or None (in-process, ./models).
+        text_to_image: "auto" (use it when served), True (require it) or False (always the three-model chain).
+        ca_file: PEM certificates to trust for https:// / grpcs:// (a private CA) instead of the system's."""
+        if text_to_image not in ("auto", True, False):
+            raise ValidationError(f"text_to_image must be 'auto', True or False, not {text_to_image!r}")
+        _check_int("max_images", max_images, 1, None)
+        self.transport = transport or open_transport(
+            url, models_dir=models_dir, timeout=timeout, retries=retries, ca_file=ca_file
+        )
+        self.max_images = max_images
+        self.strict_prompts = strict_prompts
+        self.text_to_image = text_to_image
+        self._vocab_path = vocab_path
+        self._tokenizer = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self.transport.close()
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            self._tokenizer = ClipTokenizer(self._vocab_path)
+        return self._tokenizer
+
+    # --- the whole chain -------------------------------------------------------------------------------------------
+
+    def generate(
+        self,
+        prompt,
+        negative_prompt=None,
+        num_images=1,
+        num_steps=DEFAULT_NUM_STEPS,
+        guidance_scale=DEFAULT_GUIDANCE_SCALE,
+        seed=None,
+        version=None,
+        label=None,
+    ):
+        """Images for a prompt or a list of prompts (num_images each, prompt by prompt).
+
+        seed: None (drawn at random), an int (image i gets seed + i, so each image can be made again alone) or a
+        list with one seed per image. Returns one GenerationResult per image, in order."""
+        plan = self._plan(prompt, negative_prompt, num_images, num_steps, guidance_scale, seed, version, label)
+        statuses = self._text_to_image_statuses(version, label)
+        if statuses:
+            model, pngs = contract.TEXT_TO_IMAGE, self._generate_in_one_request(plan)
+        else:
+            model, pngs = contract.DIFFUSION_MODEL, self._generate_by_chain(plan)
+            statuses = None
+        model_version = self._version_text(model, version, label, statuses)
+        return [self._result(plan, i, data, model, model_version) for i, data in enumerate(pngs)]
+
+    def _generate_by_chain(self, plan):
+        prompts = list(dict.fromkeys(zip(plan.prompts, plan.negative_prompts)))  # each prompt pair encoded once
+        context, unconditional = self.encode_text(
+            [p for p, _ in prompts], [n for _, n in prompts], version=plan.version, label=plan.label
+        )
+        rows = [prompts.index(pair) for pair in zip(plan.prompts, plan.negative_prompts)]
+        latent = self.diffuse(
+            context[rows],
+            unconditional[rows],
+            num_steps=plan.num_steps,
+            guidance_scale=plan.guidance_scale,
+            seed=plan.seeds,
+            version=plan.version,
+            label=plan.label,
+        )
+        return self.decode(latent, version=plan.version, label=plan.label)
+
+    def _generate_in_one_request(self, plan):
+        self._warn_long_prompts(plan.prompts + [n for n in plan.negative_prompts if n])
+        outputs = self.transport.predict(
+            contract.TEXT_TO_IMAGE,
+            contract.DEFAULT_SIGNATURE,
+            {
+                "prompt": _strings(plan.prompts),
+                "negative_prompt": _strings([n or "" for n in plan.negative_prompts]),
+                "num_steps": np.int32(plan.num_steps),
+                "guidance_scale": np.float32(plan.guidance_scale),
+                "seed": np.asarray(plan.seeds, np.int32),
+            },
+            version=plan.version,
+            label=plan.label,
+        )
+        return list(outputs["images_bytes"].reshape(-1))
+
+    def _warn_long_prompts(self, prompts):
+        """text_to_image cuts long prompts silently in its graph: warn (or refuse) here when a vocabulary is at hand."""
+        try:
+            if self._tokenizer is None and local_vocabulary(self._vocab_path) is None:
+                return  # no download just for a warning
+            for prompt in prompts:
+                self.tokenizer.tokenize(prompt, strict=self.strict_prompts)
+        except VocabularyError:
+            return
+
+    def _text_to_image_statuses(self, version, label):
+        """text_to_image's available versions when generate() should use it, else an empty list.
+
+        Asked on every generate() (one status call, milliseconds) so that a model added or removed on the server
+        is followed without restarting the client."""
+        if self.text_to_image is False:
+            return []
+        try:
+            statuses = self.transport.model_status(contract.TEXT_TO_IMAGE, version=version, label=label)
+        except (NotFound, InvalidArgument):  # not served, or not under this version / label
+            if self.text_to_image is True:
+                raise
+            return []
+        available = [s for s in statuses if s.available]
+        if not available and self.text_to_image is True:
+            raise Unavailable(f"{contract.TEXT_TO_IMAGE} has no available version", model=contract.TEXT_TO_IMAGE)
+        return available
+
+    def _version_text(self, model, version, label, statuses=None):
+        """What the PNG metadata names as the model version: the label, the version, or the latest one served."""
+        if label is not None:
+            return label
+        if version is not None:
+            return str(version)
+        if statuses is None:
+            try:
+                statuses = self.transport.model_status(model)
+            except ServingError:
+                statuses = []
+        available = [s.version for s in statuses if s.available]
+        return str(max(available)) if available else "latest"
+
+    def _result(self, plan, index, data, model, model_version):
+        width, height = png.size_of(data)
+        fields = dict(
+            prompt=plan.prompts[index],
+            negative_prompt=plan.negative_prompts[index],
+            num_steps=plan.num_steps,
+            guidance_scale=plan.guidance_scale,
+            seed=plan.seeds[index],
+            width=width,
+            height=height,
+            model=model,
+            model_version=model_version,
+        )
+        tagged = png.with_text(data, png.PARAMETERS_KEY, png.parameters_text(**fields))
+        return GenerationResult(png=tagged, **fields)
+
+    # --- the three steps, for custom chains -------------------------------------------------------------------------
+
+    def encode_text(self, prompts, negative_prompts=None, *, version=None, label=None):
+        """(context, unconditional_context), float32 [P, 77, 768] each, for one prompt or a list of prompts.
+        A negative prompt of None (or none given) is KerasCV's unconditional row."""
+        prompts = _as_list("prompt", prompts)
+        negative_prompts = _negatives(negative_prompts, len(prompts))
+        _check_version(version, label)
+        tokens = self.tokenizer.tokenize_batch(prompts, strict=self.strict_prompts)
+        negative_tokens = self.tokenizer.tokenize_batch(negative_prompts, strict=self.strict_prompts)
+        outputs = self.transport.predict(
+            contract.TEXT_ENCODER,
+            contract.DEFAULT_SIGNATURE,
+            {"tokens": tokens, "negative_tokens": negative_tokens},
+            version=version,
+            label=label,
+        )
+        return outputs["context"], outputs["unconditional_context"]
+
+    def diffuse(
+        self,
+        context,
+        unconditional_context,
+        *,
+        num_steps=DEFAULT_NUM_STEPS,
+        guidance_scale=DEFAULT_GUIDANCE_SCALE,
+        seed=None,
+        initial_latent=None,
+        version=None,
+        label=None,
+    ):
+        """The guided DDIM loop: latent float32 [B, H/8, W/8, 4]. The start noise comes from a seed per image (seed:
+        None, an int for seed + i, or a list) or from initial_latent (the `from_noise` signature)."""
+        context = _float_tensor("context", context, 3)
+        unconditional_context = _float_tensor("unconditional_context", unconditional_context, 3)
+        batch = context.shape[0]
+        if unconditional_context.shape != context.shape:
+            raise ValidationError(
+                f"unconditional_context has shape {unconditional_context.shape}, context {context.shape}"
+            )
+        self._check_batch(batch)
+        _check_int("num_steps", num_steps, 1, contract.MAX_NUM_STEPS)
+        _check_guidance(guidance_scale)
+        _check_version(version, label)
+        inputs = {
+            "context": context,
+            "unconditional_context": unconditional_context,
+            "num_steps": np.int32(num_steps),
+            "guidance_scale": np.float32(guidance_scale),
+        }
+        if initial_latent is not None:
+            if seed is not None:
+                raise ValidationError("give either seed or initial_latent, not both")
+            inputs["initial_latent"] = _float_tensor("initial_latent", initial_latent, 4)
+            if inputs["initial_latent"].shape[0] != batch:
+                raise ValidationError(f"initial_latent has {inputs['initial_latent'].shape[0]} rows, context {batch}")
+            signature = contract.FROM_NOISE_SIGNATURE
+        else:
+            inputs["seed"] = np.asarray(resolve_seeds(seed, batch), np.int32)
+            signature = contract.DEFAULT_SIGNATURE
+        outputs = self.transport.predict(contract.DIFFUSION_MODEL, signature, inputs, version=version, label=label)
+        return outputs["latent"]
+
+    def decode(self, latent, *, version=None, label=None, as_png=True):
+        """Latent -> images: a list of PNG bytes (the decoder's `png` signature), or with as_png=False a uint8 array
+        [B, H, W, 3] (its `serving_default`)."""
+        latent = _float_tensor("latent", latent, 4)
+        self._check_batch(latent.shape[0])
+        _check_version(version, label)
+        if as_png:
+            outputs = self.transport.predict(
+                contract.DECODER, contract.PNG_SIGNATURE, {"latent": latent}, version=version, label=label
+            )
+            return list(outputs["images_bytes"].reshape(-1))
+        outputs = self.transport.predict(
+            contract.DECODER, contract.DEFAULT_SIGNATURE, {"latent": latent}, version=version, label=label
+        )
+        return outputs["images"]
+
+    # --- introspection ----------------------------------------------------------------------------------------------
+
+    def health(self, models=(*contract.SPLIT_MODELS, contract.TEXT_TO_IMAGE)):
+        """model -> list of VersionStatus, or the ServingError the server gave for it (e.g. NotFound).
+        An unreachable server raises Unavailable (or DeadlineExceeded) at once instead of being asked once per model."""
+        report = {}
+        for model in models:
+            try:
+                report[model] = self.transport.model_status(model)
+            except (Unavailable, DeadlineExceeded):
+                raise
+            except ServingError as e:
+                report[model] = e
+        return report
+
+    def signatures(self, model, *, version=None, label=None):
+        """The model's signatures as the server describes them: {name: {"inputs": {name: (dtype, shape)}, ...}}."""
+        _check_version(version, label)
+        return self.transport.signatures(model, version=version, label=label)
+
+    # --- checks -----------------------------------------------------------------------------------------------------
+
+    def _plan(self, prompt, negative_prompt, num_images, num_steps, guidance_scale, seed, version, label):
+        prompts = _as_list("prompt", prompt)
+        negatives = _negatives(negative_prompt, len(prompts))
+        _check_int("num_images", num_images, 1, None)
+        total = len(prompts) * num_images
+        self._check_batch(total)
+        _check_int("num_steps", num_steps, 1, contract.MAX_NUM_STEPS)
+        _check_guidance(guidance_scale)
+        _check_version(version, label)
+        return _Plan(
+            prompts=[p for p in prompts for _ in range(num_images)],
+            negative_prompts=[n for n in negatives for _ in range(num_images)],
+            seeds=resolve_seeds(seed, total),
+            num_steps=int(num_steps),
+            guidance_scale=float(guidance_scale),
+            version=None if version is None else int(version),
+            label=label,
+        )
+
+    def _check_batch(self, count):
+        if count < 1:
+            raise ValidationError("nothing to generate: the batch is empty")
+        if count > self.max_images:
+            raise ValidationError(f"{count} images in one request, the limit is {self.max_images} (max_images)")
+
+
+def resolve_seeds(seed, count):
+    """One int32 seed per image: None draws a base at random, an int s gives s, s+1, ..., a list is taken as is."""
+    if seed is None:
+        return list(range(base := secrets.randbelow(contract.MAX_SEED - count + 2), base + count))
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+        _check_int("seed", seed, 0, contract.MAX_SEED)
+        if seed + count - 1 > contract.MAX_SEED:
+            raise ValidationError(
+                f"seed {seed} + {count - 1} (one seed per image) passes the largest seed {contract.MAX_SEED}"
+            )
+        return [int(seed) + i for i in range(count)]
+    if isinstance(seed, (list, tuple, np.ndarray)):
+        seeds = list(seed)
+        if len(seeds) != count:
+            raise ValidationError(f"{len(seeds)} seeds for {count} images: give one per image, or one int")
+        for s in seeds:
+            _check_int("seed", s, 0, contract.MAX_SEED)
+        return [int(s) for s in seeds]
+    raise ValidationError(f"seed must be None, an int or a list of ints, not {type(seed).__name__}")
+
+
+def _check_int(name, value, low, high):
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise ValidationError(f"{name} must be an integer, not {value!r}")
+    if value < low or (high is not None and value > high):
+        bounds = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise ValidationError(f"{name} {value} is out of range: it must be {bounds}")
+
+
+def _check_guidance(value):
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
+        raise ValidationError(f"guidance_scale must be a finite number, not {value!r}")
+
+
+def _check_version(version, label):
+    if version is not None and label is not None:
+        raise ValidationError("give a version or a label, not both")
+    if version is not None:
+        _check_int("version", version, 0, None)
+    if label is not None and not (isinstance(label, str) and _LABEL.fullmatch(label)):
+        raise ValidationError(f"label {label!r} is not a TF Serving version label (letters, digits, _)")
+
+
+def _as_list(name, value):
+    values = [value] if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else None
+    if not values:
+        raise ValidationError(f"{name} must be a str or a non-empty list of str, not {value!r}")
+    for v in values:
+        check_prompt(v)
+    return values
+
+
+def _negatives(negative, count):
+    """One negative prompt (or None) per prompt."""
+    if negative is None or isinstance(negative, str):
+        negatives = [negative] * count
+    elif isinstance(negative, (list, tuple)) and len(negative) == count:
+        negatives = list(negative)
+    else:
+        raise ValidationError(f"negative_prompt must be None, a str or a list of {count} (one per prompt)")
+    for n in negatives:
+        if n is not None:
+            check_prompt(n)
+    return negatives
+
+
+def _float_tensor(name, value, rank):
+    array = np.asarray(value, dtype=np.float32)
+    if array.ndim != rank:
+        raise ValidationError(f"{name} must have {rank} dimensions, got shape {array.shape}")
+    return array
+
+
+def _strings(values):
+    array = np.empty(len(values), dtype=object)
+    array[:] = [v.encode("utf-8") for v in values]
+    return array

@@ -1,0 +1,52 @@
+"""PNG text metadata in the form the common Stable Diffusion UIs write and read (AUTOMATIC1111's `parameters`):
+
+    <prompt>
+    Negative prompt: <negative prompt>          (line left out when there is none)
+    Steps: 50, Sampler: DDIM, CFG scale: 7.5, Seed: 42, Size: 512x512, Model: diffusion_model, Model version: 1
+"""
+
+import io
+
+from PIL import Image, PngImagePlugin
+
+PARAMETERS_KEY = "parameters"
+SAMPLER = "DDIM"  # the exported diffusion_model's loop (KerasCV's scheduler)
+
+
+def parameters_text(*, prompt, negative_prompt, num_steps, guidance_scale, seed, width, height, model, model_version):
+    lines = [prompt]
+    if negative_prompt:
+        lines.append(f"Negative prompt: {negative_prompt}")
+    settings = {
+        "Steps": num_steps,
+        "Sampler": SAMPLER,
+        "CFG scale": f"{guidance_scale:g}",
+        "Seed": seed,
+        "Size": f"{width}x{height}",
+        "Model": model,
+        "Model version": model_version,
+    }
+    lines.append(", ".join(f"{key}: {value}" for key, value in settings.items()))
+    return "\n".join(lines)
+
+
+def with_text(png, key, text):
+    """The PNG re-written with a text chunk (tEXt, or iTXt when the text is not Latin-1); pixels unchanged."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text(key, text)
+    with Image.open(io.BytesIO(png)) as image:
+        out = io.BytesIO()
+        image.save(out, format="PNG", pnginfo=info)
+    return out.getvalue()
+
+
+def read_text(png, key=PARAMETERS_KEY):
+    with Image.open(io.BytesIO(png)) as image:
+        image.load()  # text chunks after the image data are read only with the pixels
+        return image.text.get(key)
+
+
+def size_of(png):
+    """(width, height) from the PNG header."""
+    with Image.open(io.BytesIO(png)) as image:
+        return image.size
