@@ -25,3 +25,16 @@ class Tf1Model:
 
     def close(self):
         self.session.close()
+
+
+SPLIT_MODELS = ("text_encoder", "diffusion_model", "decoder")
+
+
+def served_version(repository, version=1, models=SPLIT_MODELS):
+    """A generator for fixtures: {model: Tf1Model} of one version of a repository, closed when the fixture ends."""
+    served = {name: Tf1Model(repository / name / str(version)) for name in models}
+    try:
+        yield served
+    finally:
+        for model in served.values():
+            model.close()

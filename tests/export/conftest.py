@@ -1,19 +1,14 @@
 import pytest
-from tf1 import Tf1Model
+from tf1 import served_version
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def keras_cv_served(keras_cv_repository):
-    """The KerasCV repository's version 1, loaded as TF Serving loads it (one session per model)."""
-    models = {name: Tf1Model(keras_cv_repository / name / "1") for name in ("text_encoder", "diffusion_model", "decoder")}
-    yield models
-    for model in models.values():
-        model.close()
+    """The KerasCV repository's version 1, loaded as TF Serving loads it (one session per model); released when the
+    export tests are done, so the next folders' tests do not hold another 4 GB copy."""
+    yield from served_version(keras_cv_repository)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def standin_served(standin_repository):
-    models = {name: Tf1Model(standin_repository / name / "1") for name in ("text_encoder", "diffusion_model", "decoder")}
-    yield models
-    for model in models.values():
-        model.close()
+    yield from served_version(standin_repository)

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from graph_ops import graph_op_types, unserved_op_types
 from PIL import Image
-from tf1 import Tf1Model
+from tf1 import Tf1Model, served_version
 
 STEPS = 2
 
@@ -50,10 +50,7 @@ def standin_text_to_image(standin_repository):
 
 @pytest.fixture(scope="module")
 def standin_chain(standin_repository):
-    served = {name: Tf1Model(standin_repository / name / "1") for name in ("text_encoder", "diffusion_model", "decoder")}
-    yield served
-    for model in served.values():
-        model.close()
+    yield from served_version(standin_repository)
 
 
 def test_every_op_is_one_the_model_server_has(standin_text_to_image):
