@@ -85,8 +85,13 @@ generate: $(BIN)/.installed
 	$(BIN)/sd-client generate "$(PROMPT)" --url $(URL) -n $(N) --steps $(STEPS) --seed $(SEED) --out $(OUT) \
 		$(if $(LABEL),--label $(LABEL)) $(if $(VERSION),--version $(VERSION)) $(if $(CLIP_VOCAB),--vocab $(CLIP_VOCAB))
 
+# The demo exports at 256x256 unless HEIGHT/WIDTH are given on the command line (512 takes long on a CPU).
 demo: $(BIN)/.installed
-	$(BIN)/python -m sd_serving.demo --models-dir $(MODELS) --out $(OUT) --prompt "$(PROMPT)"
+	$(BIN)/python -m sd_serving.demo --models-dir $(MODELS) --out $(OUT) --prompt "$(PROMPT)" \
+		--steps $(STEPS) --seed $(SEED) -n $(N) $(if $(RANDOM_WEIGHTS),--random-weights) \
+		$(if $(CLIP_VOCAB),--clip-vocab $(CLIP_VOCAB)) \
+		$(if $(filter command line,$(origin HEIGHT)),--height $(HEIGHT)) \
+		$(if $(filter command line,$(origin WIDTH)),--width $(WIDTH))
 
 test: install
 	$(BIN)/python -m pytest tests

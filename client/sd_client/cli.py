@@ -6,11 +6,11 @@
     sd-client compare "Yoda" --labels stock pokemon -n 2 --seed 42 --out out/
 
 Without --url (or $SD_CLIENT_URL) the models run in this process from ./models (needs the [local] extra).
-Every error ends the program with a one-line message and a non-zero exit code.
+generate and compare make one request to text_to_image when it is served, else chain the three split models; stderr
+says which before waiting. Every error ends the program with a one-line message and a non-zero exit code.
 """
 
 import argparse
-import contextlib
 import math
 import os
 import pathlib
@@ -90,10 +90,14 @@ def _add_connection_options(parser):
     parser.add_argument(
         "--url",
         default=os.environ.get(URL_ENV),
-        help=f"http(s)://HOST:PORT (REST), grpc(s)://HOST:PORT (gRPC), or a model folder; default ${URL_ENV}, "
-        "else the models in ./models run in this process",
+        help=f"http(s)://HOST:PORT (REST), grpc(s)://HOST:PORT (gRPC), or a model folder or config file; default "
+        f"${URL_ENV}, else the models in ./models run in this process",
     )
-    parser.add_argument("--models-dir", help="model folder for the in-process run (default models)")
+    parser.add_argument(
+        "--models-dir",
+        help="model folder for the in-process run (default models): both its configs' models; or one config file "
+        "(models/models.config: the three-model chain, models/text_to_image.config: one request)",
+    )
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per request (default 600)")
     parser.add_argument("--vocab", help=f"CLIP bpe_simple_vocab_16e6.txt.gz (default ${VOCAB_ENV} or the cache)")
     parser.add_argument("--ca-file", help="PEM certificates to trust for https:// and grpcs:// (a private CA)")
@@ -125,7 +129,8 @@ def _client(args):
 
 
 def run_generate(args):
-    with _client(args) as client, _elapsed("generating"):
+    count = f"{args.num_images} image{'s' if args.num_images > 1 else ''}"
+    with _client(args) as client, _Elapsed() as elapsed:
         results = client.generate(
             args.prompt,
             negative_prompt=args.negative,
@@ -135,6 +140,7 @@ def run_generate(args):
             seed=args.seed,
             version=args.version,
             label=args.label,
+            on_start=_announcer(elapsed, f"generating {count}"),
         )
     args.out.mkdir(parents=True, exist_ok=True)
     for index, result in enumerate(results):
@@ -153,7 +159,7 @@ def run_compare(args):
     with _client(args) as client:
         seed = args.seed
         for kind, value in choices:
-            with _elapsed(f"generating with {kind} {value}"):
+            with _Elapsed() as elapsed:
                 results = client.generate(
                     args.prompt,
                     negative_prompt=args.negative,
@@ -161,6 +167,7 @@ def run_compare(args):
                     num_steps=args.steps,
                     guidance_scale=args.guidance,
                     seed=seed,
+                    on_start=_announcer(elapsed, f"{kind} {value}: generating"),
                     **{kind: value},
                 )
             seed = results[0].seed  # a drawn seed is reused for the second run: same noise on both
@@ -198,6 +205,18 @@ def run_health(args):
     return EXIT_ERROR
 
 
+def _announcer(elapsed, what):
+    """generate()'s on_start: start the elapsed-time line, saying which models make the images."""
+    return lambda models: elapsed.start(f"{what} with {_route_text(models)}")
+
+
+def _route_text(models):
+    """How generate() will make the images, for the line printed while waiting (ASCII: any terminal encoding)."""
+    if models == (contract.TEXT_TO_IMAGE,):
+        return f"{contract.TEXT_TO_IMAGE} (one request)"
+    return f"{' -> '.join(models)} (three requests)"
+
+
 def grid(images):
     """Images in a near-square grid, row by row."""
     columns = math.ceil(math.sqrt(len(images)))
@@ -226,29 +245,37 @@ def _tile(rows, captions):
     return sheet
 
 
-@contextlib.contextmanager
-def _elapsed(what):
-    """Elapsed seconds on stderr while waiting (rewritten in place on a terminal), then the total."""
-    start = time.monotonic()
-    done = threading.Event()
-    live = sys.stderr.isatty()
+class _Elapsed:
+    """Elapsed seconds on stderr from start(what) on (rewritten in place on a terminal), then the total.
+    Nothing is printed when the work fails before it starts (the error says enough)."""
 
-    def tick():
-        while not done.wait(0.5):
-            print(f"\r{what}... {time.monotonic() - start:.0f} s", end="", file=sys.stderr, flush=True)
+    def __init__(self):
+        self._what = None
+        self._started = None
+        self._done = threading.Event()
+        self._ticker = None
 
-    ticker = threading.Thread(target=tick, daemon=True)
-    if live:
-        ticker.start()
-    else:
-        print(f"{what}...", file=sys.stderr, flush=True)
-    try:
-        yield
-    finally:
-        done.set()
-        if live:
-            ticker.join()
-        print(f"\r{what}: {time.monotonic() - start:.1f} s", file=sys.stderr, flush=True)
+    def __enter__(self):
+        return self
+
+    def start(self, what):
+        self._what, self._started = what, time.monotonic()
+        if sys.stderr.isatty():
+            self._ticker = threading.Thread(target=self._tick, daemon=True)
+            self._ticker.start()
+        else:
+            print(f"{what}...", file=sys.stderr, flush=True)
+
+    def _tick(self):
+        while not self._done.wait(0.5):
+            print(f"\r{self._what}... {time.monotonic() - self._started:.0f} s", end="", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc):
+        self._done.set()
+        if self._ticker is not None:
+            self._ticker.join()
+        if self._started is not None:
+            print(f"\r{self._what}: {time.monotonic() - self._started:.1f} s", file=sys.stderr, flush=True)
 
 
 def _one_line(error):

@@ -5,8 +5,8 @@
     results[1].seed == 43; results[1].save("fox.png")
 
 With a `text_to_image` model served (issue 5) generate() makes one request; otherwise it chains text_encoder,
-diffusion_model and decoder (the decoder's `png` signature, so images travel as PNG). Every argument is checked
-before anything is sent.
+diffusion_model and decoder (the decoder's `png` signature, so images travel as PNG). Both give the same images for
+the same arguments. Every argument is checked before anything is sent.
 """
 
 import dataclasses
@@ -103,8 +103,10 @@ class Client:
         ca_file=None,
         transport=None,
     ):
-        """url: http(s)://HOST:PORT (REST), grpc(s)://HOST:PORT (gRPC), a model folder or None (in-process, ./models).
-        text_to_image: "auto" (use it when served), True (require it) or False (always the three-model chain).
+        """url: http(s)://HOST:PORT (REST), grpc(s)://HOST:PORT (gRPC), a model folder or None (in-process, ./models),
+        or one config file in it (in-process, only the models it lists: models.config the chain, text_to_image.config
+        the one-request model).
+        text_to_image: "auto" (generate() uses it when served), True (require it) or False (always the chain).
         ca_file: PEM certificates to trust for https:// / grpcs:// (a private CA) instead of the system's."""
         if text_to_image not in ("auto", True, False):
             raise ValidationError(f"text_to_image must be 'auto', True or False, not {text_to_image!r}")
@@ -145,20 +147,41 @@ class Client:
         seed=None,
         version=None,
         label=None,
+        on_start=None,
     ):
         """Images for a prompt or a list of prompts (num_images each, prompt by prompt).
 
         seed: None (drawn at random), an int (image i gets seed + i, so each image can be made again alone) or a
-        list with one seed per image. Returns one GenerationResult per image, in order."""
+        list with one seed per image. Returns one GenerationResult per image, in order.
+
+        One request to text_to_image when it serves this version or label (with neither: when its latest version is
+        the chain's latest too), else the text_encoder -> diffusion_model -> decoder chain; see the constructor's
+        text_to_image argument. Each result's `model` says which: "text_to_image" or "diffusion_model".
+        on_start: called with the models about to run (("text_to_image",) or the three split models in chain order)
+        after every check, before the first prediction request (the CLI prints it while it waits)."""
         plan = self._plan(prompt, negative_prompt, num_images, num_steps, guidance_scale, seed, version, label)
-        statuses = self._text_to_image_statuses(version, label)
-        if statuses:
-            model, pngs = contract.TEXT_TO_IMAGE, self._generate_in_one_request(plan)
+        model, statuses = self._route(plan.version, plan.label)
+        if on_start is not None:
+            on_start((contract.TEXT_TO_IMAGE,) if model == contract.TEXT_TO_IMAGE else contract.SPLIT_MODELS)
+        if model == contract.TEXT_TO_IMAGE:
+            pngs = self._generate_in_one_request(plan)
         else:
-            model, pngs = contract.DIFFUSION_MODEL, self._generate_by_chain(plan)
-            statuses = None
-        model_version = self._version_text(model, version, label, statuses)
+            pngs = self._generate_by_chain(plan)
+        model_version = self._version_text(model, plan.version, plan.label, statuses)
         return [self._result(plan, i, data, model, model_version) for i, data in enumerate(pngs)]
+
+    def _route(self, version, label):
+        """(model generate() uses: text_to_image or diffusion_model for the chain, statuses of its available versions
+        or None when not asked).
+
+        Asked on every generate() (a status call or two, milliseconds) so that a model added or removed on the server
+        is followed without restarting the client."""
+        statuses = self._text_to_image_statuses(version, label)
+        if not statuses:
+            return contract.DIFFUSION_MODEL, None
+        if self.text_to_image == "auto" and version is None and label is None and self._chain_is_newer(statuses):
+            return contract.DIFFUSION_MODEL, None
+        return contract.TEXT_TO_IMAGE, statuses
 
     def _generate_by_chain(self, plan):
         prompts = list(dict.fromkeys(zip(plan.prompts, plan.negative_prompts)))  # each prompt pair encoded once
@@ -195,20 +218,30 @@ class Client:
         return list(outputs["images_bytes"].reshape(-1))
 
     def _warn_long_prompts(self, prompts):
-        """text_to_image cuts long prompts silently in its graph: warn (or refuse) here when a vocabulary is at hand."""
+        """text_to_image cuts long prompts in its graph as the chain's tokenizer cuts them, but silently: warn here
+        when a vocabulary is at hand (no download just for a warning), refuse with strict_prompts (downloading the
+        vocabulary if need be: the check was asked for)."""
+        if not self.strict_prompts:
+            try:
+                if self._tokenizer is None and local_vocabulary(self._vocab_path) is None:
+                    return
+            except VocabularyError:
+                return
+        for prompt in dict.fromkeys(prompts):  # each prompt once: one warning per prompt, not per image
+            self.tokenizer.tokenize(prompt, strict=self.strict_prompts)
+
+    def _chain_is_newer(self, text_to_image_statuses):
+        """True when the split models serve a later version than text_to_image (an export made with
+        --no-text-to-image after one with it): "no version" then means that later version, as it does on the chain."""
         try:
-            if self._tokenizer is None and local_vocabulary(self._vocab_path) is None:
-                return  # no download just for a warning
-            for prompt in prompts:
-                self.tokenizer.tokenize(prompt, strict=self.strict_prompts)
-        except VocabularyError:
-            return
+            chain = self.transport.model_status(contract.DIFFUSION_MODEL)
+        except (NotFound, InvalidArgument):
+            return False
+        chain_latest = max((s.version for s in chain if s.available), default=None)
+        return chain_latest is not None and chain_latest > max(s.version for s in text_to_image_statuses)
 
     def _text_to_image_statuses(self, version, label):
-        """text_to_image's available versions when generate() should use it, else an empty list.
-
-        Asked on every generate() (one status call, milliseconds) so that a model added or removed on the server
-        is followed without restarting the client."""
+        """text_to_image's available versions when generate() may use it, else an empty list."""
         if self.text_to_image is False:
             return []
         try:

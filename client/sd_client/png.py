@@ -3,6 +3,11 @@
     <prompt>
     Negative prompt: <negative prompt>          (line left out when there is none)
     Steps: 50, Sampler: DDIM, CFG scale: 7.5, Seed: 42, Size: 512x512, Model: diffusion_model, Model version: 1
+
+Model: the served model that made the image: text_to_image (one request) or diffusion_model (the U-Net of the
+text_encoder -> diffusion_model -> decoder chain); both give the same image for the same parameters. Model version:
+the label asked for, else the version number; one export writes every model under one number, so a version names the
+same weights on both paths.
 """
 
 import io

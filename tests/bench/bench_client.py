@@ -105,13 +105,25 @@ def measure_generate(models, args, venv, scratch):
     timings = {}
     fresh = []
     with running_server(models / "models.config") as server:
-        urls = {"in-process": None, "gRPC": f"grpc://{server.grpc_target}", "REST": server.rest_url}
-        for name, url in urls.items():
-            with Client(url, models_dir=models, vocab_path=args.vocab) as client:
-                run = lambda: client.generate(PROMPT, num_images=args.images, num_steps=args.steps, seed=1)  # noqa
+        # The in-process client gets the config file, so it runs the same three-model chain the server serves.
+        urls = {"in-process": str(models / "models.config"), "gRPC": f"grpc://{server.grpc_target}", "REST": server.rest_url}
+        clients = {name: Client(url, models_dir=models, vocab_path=args.vocab) for name, url in urls.items()}
+        try:
+            runs = {
+                name: (lambda c=client: c.generate(PROMPT, num_images=args.images, num_steps=args.steps, seed=1))
+                for name, client in clients.items()
+            }
+            for run in runs.values():
                 run()  # warm-up: session creation, first-call tracing
-                timings[name] = [timed(run) for _ in range(args.repeats)]
-            if venv and url:  # the TensorFlow-free install talks to the server too
+            timings = {name: [] for name in runs}
+            for _ in range(args.repeats):  # interleaved, so outside load falls on every transport alike
+                for name, run in runs.items():
+                    timings[name].append(timed(run))
+        finally:
+            for client in clients.values():
+                client.close()
+        for name, url in urls.items():
+            if venv and name != "in-process":  # the TensorFlow-free install talks to the server too
                 command = [str(venv / "bin" / "sd-client"), "generate", PROMPT, "--steps", "2", "--seed", "1",
                            "--url", url, "--vocab", args.vocab, "--out", str(scratch / name)]  # fmt: skip
                 done = subprocess.run(command, capture_output=True, text=True)

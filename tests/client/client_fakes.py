@@ -32,6 +32,7 @@ class FakeTransport:
 
     def __init__(self, served=(*contract.SPLIT_MODELS,)):
         self.served = set(served)
+        self.latest = {}  # model -> its latest version (default 3)
         self.calls = []
 
     def close(self):
@@ -41,7 +42,7 @@ class FakeTransport:
         self.calls.append(("status", model, version, label))
         if model not in self.served:
             raise NotFound(f"Servable not found for request: Latest({model})")
-        return [VersionStatus(version or 3, "AVAILABLE")]
+        return [VersionStatus(version or self.latest.get(model, 3), "AVAILABLE")]
 
     def signatures(self, model, *, version=None, label=None):
         return contract.SIGNATURES[model]

@@ -42,10 +42,32 @@ def test_generate_writes_one_png_per_image_and_a_grid(transport, tmp_path, capsy
         assert parameters.startswith("Yoda\nNegative prompt: blurry\nSteps: 20, Sampler: DDIM, CFG scale: 6.5, ")
         assert f"Seed: {42 + i}, Size: 128x128, Model: diffusion_model, Model version: pokemon" in parameters
     assert Image.open(out / "grid.png").size == (2 * 128, 2 * 128)  # 3 images: 2 columns, 2 rows
-    assert "generating:" in printed.err  # elapsed time on stderr
+    # which models make the images, then the elapsed time, on stderr
+    route = "generating 3 images with text_encoder -> diffusion_model -> decoder (three requests)"
+    assert f"{route}...\n" in printed.err and f"{route}: " in printed.err
     assert transport.client_args[0][0] == "http://127.0.0.1:1"
     diffusion = [c for c in transport.predictions() if c[1] == contract.DIFFUSION_MODEL][0]
     assert diffusion[3]["num_steps"] == 20 and diffusion[3]["guidance_scale"] == 6.5 and diffusion[5] == "pokemon"
+
+
+def test_generate_says_when_text_to_image_makes_the_images_in_one_request(transport, tmp_path, capsys):
+    transport.served.add(contract.TEXT_TO_IMAGE)
+    assert cli.main(["generate", "Yoda", "--seed", "7", "--steps", "4", "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "generating 1 image with text_to_image (one request)..." in err and "three requests" not in err
+    assert [c[1] for c in transport.predictions()] == [contract.TEXT_TO_IMAGE]
+    parameters = png.read_text((tmp_path / "image-0-seed-7.png").read_bytes())
+    assert parameters == (
+        "Yoda\nSteps: 4, Sampler: DDIM, CFG scale: 7.5, Seed: 7, Size: 128x128, Model: text_to_image, Model version: 3"
+    )
+
+
+def test_compare_says_which_models_run_for_each_label(transport, tmp_path, capsys):
+    transport.served.add(contract.TEXT_TO_IMAGE)
+    assert cli.main(["compare", "Yoda", "--labels", "stock", "pokemon", "--seed", "1", "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    for label in ("stock", "pokemon"):
+        assert f"label {label}: generating with text_to_image (one request)..." in err
 
 
 def test_url_from_the_environment(transport, tmp_path, monkeypatch):

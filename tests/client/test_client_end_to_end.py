@@ -1,5 +1,6 @@
 """End to end on the stand-in repository (the real exporter's SavedModels, 128x128): REST and gRPC through the local
-TF-Serving-API server (sd-model-server, a subprocess), and in-process, give the same images for the same seeds."""
+TF-Serving-API server (sd-model-server, a subprocess, on models.config), and in-process on the same config, give the
+same images for the same seeds. The one-request path (text_to_image) is in test_client_text_to_image.py."""
 
 import subprocess
 import sys
@@ -26,7 +27,8 @@ def clients(server, standin_repository, clip_vocab_path):
     made = {
         "rest": Client(rest_url, vocab_path=clip_vocab_path),
         "grpc": Client(f"grpc://{grpc_target}", vocab_path=clip_vocab_path),
-        "local": Client(models_dir=standin_repository, vocab_path=clip_vocab_path),
+        # the config the server runs, not the folder (which also serves text_to_image): the chain on every transport
+        "local": Client(standin_repository / "models.config", vocab_path=clip_vocab_path),
     }
     yield made
     for client in made.values():
@@ -123,19 +125,9 @@ def test_the_cli_against_the_server(server, clip_vocab_path, tmp_path):
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert f"image-1-seed-43.png\tseed 43" in done.stdout
+    assert "generating 2 images with text_encoder -> diffusion_model -> decoder (three requests)..." in done.stderr
+    assert "image-1-seed-43.png\tseed 43" in done.stdout
     data = (tmp_path / "image-0-seed-42.png").read_bytes()
     assert "Seed: 42, Size: 128x128, Model: diffusion_model, Model version: stock" in png.read_text(data)
     assert (tmp_path / "grid.png").is_file()
 
-
-def test_text_to_image_when_exported_gives_the_chain_images(standin_repository, clip_vocab_path):
-    """The one-request path (issue 5); skipped until the exporter writes text_to_image beside the split models."""
-    with Client(models_dir=standin_repository, vocab_path=clip_vocab_path) as probe:
-        if isinstance(probe.health()["text_to_image"], NotFound):
-            pytest.skip("the stand-in repository has no text_to_image model yet")
-    one = Client(models_dir=standin_repository, vocab_path=clip_vocab_path, text_to_image=True)
-    chain = Client(models_dir=standin_repository, vocab_path=clip_vocab_path, text_to_image=False)
-    for a, b in zip(_generate(one, negative_prompt="blurry"), _generate(chain, negative_prompt="blurry")):
-        assert a.model == "text_to_image" and b.model == "diffusion_model"
-        assert np.abs(a.array.astype(int) - b.array.astype(int)).max() <= 1

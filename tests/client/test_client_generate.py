@@ -8,7 +8,7 @@ from client_fakes import FakeTransport
 
 from sd_client import Client, contract, png
 from sd_client.errors import NotFound, PromptTooLong, ValidationError
-from sd_client.tokenizer import UNCONDITIONAL_TOKENS
+from sd_client.tokenizer import UNCONDITIONAL_TOKENS, PromptTruncatedWarning
 
 
 @pytest.fixture
@@ -135,9 +135,55 @@ def test_the_one_request_path_when_text_to_image_is_served(clip_vocab_path):
     assert inputs["negative_prompt"].tolist() == [b"", b"blurry"]  # "" = none, as the contract says
     assert inputs["seed"].tolist() == [5, 6] and inputs["num_steps"] == 10
     assert [r.model for r in results] == ["text_to_image"] * 2
-    # one status call found the model and its version (for the PNG metadata)
-    assert [c[:2] for c in transport.calls if c[0] == "status"] == [("status", contract.TEXT_TO_IMAGE)]
+    # status calls: text_to_image is served (and its version, for the PNG metadata); the chain has no later version
+    statuses = [c[1:] for c in transport.calls if c[0] == "status"]
+    assert statuses == [(contract.TEXT_TO_IMAGE, None, None), (contract.DIFFUSION_MODEL, None, None)]
     assert results[0].model_version == "3"
+    assert "Model: text_to_image, Model version: 3" in results[0].parameters
+
+
+def test_a_later_chain_version_wins_when_no_version_is_asked_for(clip_vocab_path):
+    """An export with --no-text-to-image after one with it: "latest" means the same on both paths."""
+    transport = FakeTransport(served=(*contract.SPLIT_MODELS, contract.TEXT_TO_IMAGE))
+    transport.latest = {contract.TEXT_TO_IMAGE: 1, contract.DIFFUSION_MODEL: 2}
+    client = Client(transport=transport, vocab_path=clip_vocab_path)
+    (latest,) = client.generate("a", seed=1)
+    assert latest.model == contract.DIFFUSION_MODEL and latest.model_version == "2"
+    (first,) = client.generate("a", seed=1, version=1)
+    assert first.model == contract.TEXT_TO_IMAGE and first.model_version == "1"
+    (labelled,) = client.generate("a", seed=1, label="stock")
+    assert labelled.model == contract.TEXT_TO_IMAGE
+    transport.latest = {contract.TEXT_TO_IMAGE: 2, contract.DIFFUSION_MODEL: 2}
+    assert client.generate("a", seed=1)[0].model == contract.TEXT_TO_IMAGE
+
+
+def test_on_start_names_the_models_after_the_checks(clip_vocab_path):
+    announced = []
+    for served, expected in (
+        (contract.SPLIT_MODELS, contract.SPLIT_MODELS),
+        ((*contract.SPLIT_MODELS, contract.TEXT_TO_IMAGE), (contract.TEXT_TO_IMAGE,)),
+    ):
+        transport = FakeTransport(served=served)
+        client = Client(transport=transport, vocab_path=clip_vocab_path)
+        with pytest.raises(ValidationError):
+            client.generate("a", num_steps=0, on_start=announced.append)
+        assert announced == [] and transport.calls == []
+        client.generate("a", seed=1, on_start=lambda models: announced.append((models, len(transport.predictions()))))
+        assert announced.pop() == (expected, 0)  # before the first prediction request
+
+
+def test_long_prompts_on_the_one_request_path_warn_once_each_or_are_refused(clip_vocab_path):
+    long_prompt = "a red fox in the snow, " * 20
+    transport = FakeTransport(served=(*contract.SPLIT_MODELS, contract.TEXT_TO_IMAGE))
+    client = Client(transport=transport, vocab_path=clip_vocab_path)
+    with pytest.warns(PromptTruncatedWarning) as warned:
+        client.generate(long_prompt, negative_prompt=long_prompt + "blurry", num_images=3, seed=1)
+    assert len(warned) == 2  # the prompt and the negative prompt, not once per image
+    assert transport.predictions()[0][3]["prompt"].tolist() == [long_prompt.encode()] * 3  # the graph cuts it
+    strict = Client(transport=FakeTransport(served=transport.served), vocab_path=clip_vocab_path, strict_prompts=True)
+    with pytest.raises(PromptTooLong, match="dropped"):
+        strict.generate(long_prompt, seed=1)
+    assert strict.transport.predictions() == []
 
 
 def test_a_text_to_image_model_added_later_is_used(clip_vocab_path):

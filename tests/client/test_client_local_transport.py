@@ -59,6 +59,45 @@ def test_models_config_policies_labels_and_container_paths(tmp_path):
     assert sorted(repository["text_encoder"].versions) == [4]  # no policy: latest 1
 
 
+def _config(*models, versions=(1,), labels=None):
+    entries = "".join(
+        f"config {{ name: '{model}' base_path: '/models/{model}' model_platform: 'tensorflow' "
+        f"model_version_policy {{ specific {{ {' '.join(f'versions: {v}' for v in versions)} }} }} "
+        + "".join(f"version_labels {{ key: '{k}' value: {v} }} " for k, v in (labels or {}).items())
+        + "} "
+        for model in models
+    )
+    return f"model_config_list {{ {entries}}}"
+
+
+def test_a_folder_serves_both_configs_a_config_file_only_its_own(tmp_path):
+    for model in ("text_encoder", "diffusion_model", "decoder"):
+        _fake_versions(tmp_path, model, [1, 2])
+    _fake_versions(tmp_path, "text_to_image", [1])
+    (tmp_path / "models.config").write_text(
+        _config("text_encoder", "diffusion_model", "decoder", versions=(1, 2), labels={"stock": 1, "tuned": 2})
+    )
+    # a model listed in both files keeps models.config's entry (read first)
+    (tmp_path / "text_to_image.config").write_text(_config("text_to_image", "decoder", labels={"stock": 1}))
+    folder = read_repository(tmp_path)
+    assert sorted(folder) == ["decoder", "diffusion_model", "text_encoder", "text_to_image"]
+    assert sorted(folder["decoder"].versions) == [1, 2] and folder["decoder"].labels == {"stock": 1, "tuned": 2}
+    assert folder["text_to_image"].versions == {1: tmp_path / "text_to_image" / "1"}
+    assert folder["text_to_image"].labels == {"stock": 1}
+    assert sorted(read_repository(tmp_path / "text_to_image.config")) == ["decoder", "text_to_image"]
+    assert sorted(read_repository(tmp_path / "models.config")) == ["decoder", "diffusion_model", "text_encoder"]
+
+
+def test_a_config_file_resolves_base_paths_against_its_own_folder(tmp_path):
+    _fake_versions(tmp_path / "elsewhere", "text_to_image", [3])
+    (tmp_path / "elsewhere" / "text_to_image.config").write_text(_config("text_to_image", versions=(3,)))
+    repository = read_repository(tmp_path / "elsewhere" / "text_to_image.config")
+    assert repository["text_to_image"].versions == {3: tmp_path / "elsewhere" / "text_to_image" / "3"}
+    (tmp_path / "notes.txt").write_text("not a config")
+    with pytest.raises(FailedPrecondition, match="notes.txt is not a valid model server config"):
+        read_repository(tmp_path / "notes.txt")
+
+
 def test_without_config_each_model_serves_its_highest_version(tmp_path):
     _fake_versions(tmp_path, "decoder", [1, 2, 10])
     (tmp_path / "decoder" / "notes").mkdir()

@@ -10,7 +10,8 @@ DEFAULT_MODELS_DIR = "models"
 
 
 def open_transport(url=None, *, models_dir=None, timeout=600.0, retries=3, ca_file=None):
-    """http(s):// -> REST, grpc(s):// -> gRPC, a folder path or nothing -> in-process (models_dir or ./models).
+    """http(s):// -> REST, grpc(s):// -> gRPC, a folder or config file path or nothing -> in-process (models_dir or
+    ./models; see local.py for what a folder and a config file serve).
     ca_file: PEM certificates to trust for https:// and grpcs:// instead of the system's (a private CA)."""
     if url is None or "://" not in str(url):
         from .local import LocalTransport

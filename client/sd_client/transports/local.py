@@ -2,9 +2,17 @@
 
 It runs a SavedModel the way TF Serving does: `tf.compat.v1.saved_model.loader.load` (tag "serve") in its own
 tf.Graph and session, then `session.run` on the signature's tensor names. TensorFlow is imported here only, when the
-transport is built (`pip install "./client[local]"`). Versions and labels come from models.config when the folder has
-one (its version policies and labels, as TF Serving reads them), else each model's highest version is served.
-Models load on first use.
+transport is built (`pip install "./client[local]"`).
+
+Which models it serves, with which versions and labels (the version policies and labels of the config, as TF Serving
+reads them):
+- a config file (models/models.config or models/text_to_image.config): exactly the models it lists, as a server
+  started on that file would; base paths are resolved against the file's folder.
+- a model folder: every model of both configs the exporter writes there (models.config: the three split models;
+  text_to_image.config: the one-request model), else, without configs, each model folder's highest version.
+  A server loads one config or the other because each loaded model holds its weights; here a model version loads on
+  first use, so serving both costs nothing until both are used: generate() runs text_to_image alone when it serves
+  the version asked for (see Client.generate), the step methods (encode_text, diffuse, decode) load the split models.
 """
 
 import pathlib
@@ -17,7 +25,8 @@ from .. import errors
 from ..proto import tf_serving_config_pb2
 from .base import VersionStatus, as_bytes_array, describe_signature, shape_from_dims
 
-CONFIG_FILENAME = "models.config"
+# The exporter's configs, in the order a folder reads them (a model listed in both keeps the first entry).
+CONFIG_FILENAMES = ("models.config", "text_to_image.config")
 CONTAINER_MODELS_ROOT = "/models/"  # base paths in models.config are the container's; see _resolve_base_path
 
 
@@ -39,8 +48,9 @@ def import_tensorflow():
 
 class LocalTransport:
     def __init__(self, models_dir="models"):
+        """models_dir: a model folder, or one model server config file in it (serve only the models it lists)."""
         self.models_dir = pathlib.Path(models_dir)
-        if not self.models_dir.is_dir():
+        if not self.models_dir.exists():
             raise errors.NotFound(
                 f"model folder {self.models_dir} does not exist: export models first (make export) or pass --url"
             )
@@ -106,11 +116,21 @@ class _ServedModel:
         self.labels = labels  # label -> version
 
 
-def read_repository(models_dir):
-    """model name -> _ServedModel, from models.config if present, else every model folder's highest version."""
-    config_path = models_dir / CONFIG_FILENAME
-    if config_path.is_file():
-        return {config.name: _served_from_config(config, models_dir) for config in read_config(config_path)}
+def read_repository(path):
+    """model name -> _ServedModel: from a config file; for a folder, from its configs, else each model folder's
+    highest version."""
+    path = pathlib.Path(path)
+    config_paths = [path] if path.is_file() else [path / name for name in CONFIG_FILENAMES if (path / name).is_file()]
+    if config_paths:
+        models = {}
+        for config_path in config_paths:
+            for config in read_config(config_path):
+                models.setdefault(config.name, _served_from_config(config, config_path.parent))
+        return models
+    return _highest_versions(path)
+
+
+def _highest_versions(models_dir):
     models = {}
     for folder in sorted(p for p in models_dir.iterdir() if p.is_dir()):
         versions = _version_folders(folder)
