@@ -261,3 +261,12 @@ def test_an_empty_batch_in_typed_fields_is_refused_too(t2i_server, t2i_clients):
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "prompt has an empty batch" in caught.value.details()
     assert_still_serving(t2i_server, t2i_clients)
+
+
+def test_the_compose_health_check_passes_when_text_to_image_is_served(t2i_server):
+    """compose.yaml's health check accepts text_to_image AVAILABLE (SD_MODEL_CONFIG=text_to_image.config)."""
+    from test_server_compose import health_check_command
+
+    rest_port = t2i_server.rest_url.rsplit(":", 1)[1]
+    healthy = subprocess.run(health_check_command(rest_port), capture_output=True, timeout=30)
+    assert healthy.returncode == 0, healthy.stderr
