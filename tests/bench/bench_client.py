@@ -1,5 +1,6 @@
 """Client measurements: install size and import time of `pip install ./client`, and end-to-end generate() time over
-REST and gRPC (through sd-model-server) against the in-process transport on the same models.
+REST and gRPC (through sd-model-server) against the in-process transport on the same models; then one text_to_image
+request against the three-request chain, over REST and gRPC, side by side (issue 5).
 
     .venv/bin/python tests/bench/bench_client.py --models models --steps 50 --images 1 --repeats 3
     .venv/bin/python tests/bench/bench_client.py --standin            # tiny stand-in models, 128x128 (seconds)
@@ -34,6 +35,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-install", action="store_true", help="no fresh-virtualenv install measurement")
     parser.add_argument("--skip-generate", action="store_true", help="no end-to-end measurement")
+    parser.add_argument("--skip-text-to-image", action="store_true", help="no one-request vs chain measurement")
     parser.add_argument("--vocab", default=str(ROOT.parent / "shared/clip/bpe_simple_vocab_16e6.txt.gz"))
     args = parser.parse_args()
 
@@ -49,6 +51,8 @@ def main():
             print_table(["transport", "median s", "min s", "x in-process"], rows)
             if fresh:
                 print_table(["sd-client from the fresh virtualenv", "result"], fresh)
+            if not args.skip_text_to_image:
+                print_table(["path", "transport", "median s", "min s", "x chain over gRPC"], measure_one_request(models, args))
 
 
 def measure_install(venv):
@@ -93,7 +97,8 @@ def export_standins(folder):
     from sd_export.export import export_repository
 
     models = folder / "models"
-    export_repository(standins.components(128, 128), models, 128, 128, version=1)
+    vocab = ROOT.parent / "shared/clip/bpe_simple_vocab_16e6.txt.gz"
+    export_repository(standins.components(128, 128), models, 128, 128, version=1, clip_vocab=vocab)
     return models
 
 
@@ -134,6 +139,41 @@ def measure_generate(models, args, venv, scratch):
         for name, t in timings.items()
     ]
     return rows, fresh
+
+
+def measure_one_request(models, args):
+    """text_to_image (one request, prompt in, PNG out) against the chain (three requests), each on its own server."""
+    from server_process import running_server
+
+    from sd_client import Client
+
+    with running_server(models / "models.config") as chain, running_server(models / "text_to_image.config") as one:
+        urls = {
+            ("chain", "gRPC"): f"grpc://{chain.grpc_target}",
+            ("chain", "REST"): chain.rest_url,
+            ("text_to_image", "gRPC"): f"grpc://{one.grpc_target}",
+            ("text_to_image", "REST"): one.rest_url,
+        }
+        clients = {key: Client(url, vocab_path=args.vocab) for key, url in urls.items()}
+        try:
+            runs = {
+                key: (lambda c=client: c.generate(PROMPT, num_images=args.images, num_steps=args.steps, seed=1))
+                for key, client in clients.items()
+            }
+            for run in runs.values():
+                run()  # warm-up
+            timings = {key: [] for key in runs}
+            for _ in range(args.repeats):
+                for key, run in runs.items():
+                    timings[key].append(timed(run))
+        finally:
+            for client in clients.values():
+                client.close()
+    base = statistics.median(timings[("chain", "gRPC")])
+    return [
+        [path, transport, f"{statistics.median(t):.3f}", f"{min(t):.3f}", f"{statistics.median(t) / base:.3f}"]
+        for (path, transport), t in timings.items()
+    ]
 
 
 def timed(function):
