@@ -72,7 +72,7 @@ def main(argv=None):
 def run(args):
     # Cheap checks first: a bad resolution, label or weights path fails before TensorFlow is imported.
     from sd_export.repository import check_label, choose_version
-    from sd_export.weights import WeightSources, check_weights_file
+    from sd_export.weights import WeightSources
 
     contract.check_resolution(args.height, args.width)
     check_label(args.label)
@@ -80,10 +80,7 @@ def run(args):
         raise ValueError(f"--max-batch {args.max_batch} is not supported: use 1..{contract.MAX_MAX_BATCH}")
     args.version = choose_version(args.models_dir, contract.SPLIT_MODELS, args.version)
     sources = WeightSources(args.ckpt, args.text_encoder, args.decoder, args.random_weights)
-    for component in ("diffusion_model", "text_encoder", "decoder"):
-        path = getattr(sources, component)
-        if path is not None:
-            check_weights_file(path, component)
+    sources.check_files()
     if sources.random:
         print(RANDOM_WEIGHTS_BANNER, file=sys.stderr)
     print(f"weights: {sources.describe()}", file=sys.stderr)

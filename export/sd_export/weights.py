@@ -26,6 +26,18 @@ class WeightSources:
     decoder: str | None = None
     random: bool = False  # no weights at all: random initialization (offline smoke tests, CI)
 
+    def files(self):
+        """{component: path} of the local weight files."""
+        paths = {"diffusion_model": self.diffusion_model, "text_encoder": self.text_encoder, "decoder": self.decoder}
+        return {component: path for component, path in paths.items() if path is not None}
+
+    def check_files(self):
+        """Fail early, with one line, on files that cannot be used or that contradict --random-weights."""
+        for component, path in self.files().items():
+            if self.random:
+                raise WeightsError(f"--random-weights and a {component} weights file ({path}) exclude each other")
+            check_weights_file(path, component)
+
     def describe(self):
         if self.random:
             return "RANDOM weights (no weights loaded: images will be noise)"
@@ -68,12 +80,7 @@ def build_components(height, width, sources):
     from keras_cv.models.stable_diffusion import Decoder, DiffusionModel, TextEncoder
 
     contract.check_resolution(height, width)
-    for component in ("diffusion_model", "text_encoder", "decoder"):
-        path = getattr(sources, component)
-        if path is not None:
-            if sources.random:
-                raise WeightsError(f"--random-weights and a {component} weights file ({path}) exclude each other")
-            check_weights_file(path, component)
+    sources.check_files()
 
     def download(path):
         return path is None and not sources.random
@@ -91,10 +98,8 @@ def build_components(height, width, sources):
         ) from None
 
     components = Components(text_encoder, diffusion_model, decoder)
-    for component in ("diffusion_model", "text_encoder", "decoder"):
-        path = getattr(sources, component)
-        if path is not None:
-            load_weights(getattr(components, component), path, component)
+    for component, path in sources.files().items():
+        load_weights(getattr(components, component), path, component)
     return components
 
 

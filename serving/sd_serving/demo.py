@@ -85,6 +85,8 @@ def default_clip_vocab():
 def main(argv=None):
     args = parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so the finally below stops the server
+    # Ctrl-C stops the demo (and its server) even when started from a shell that ignores SIGINT (a background job).
+    previous_interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         run_demo(args)
     except DemoError as error:
@@ -95,6 +97,7 @@ def main(argv=None):
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_interrupt)
     return 0
 
 

@@ -75,6 +75,7 @@ def test_weights_of_the_wrong_shapes(models_dir, keras_cv_weight_files):
     """A VAE decoder file handed over as the U-Net checkpoint: refused after the models are built, nothing written."""
     before = tree(models_dir)
     result = sd_export(
+        "--no-text-to-image",
         "--ckpt", keras_cv_weight_files["decoder"],
         "--text-encoder", keras_cv_weight_files["text_encoder"],
         "--decoder", keras_cv_weight_files["decoder"],
@@ -103,8 +104,23 @@ def test_random_weights_and_a_file_exclude_each_other(models_dir, keras_cv_weigh
     assert "exclude each other" in line
 
 
-def test_offline_default_weights_say_what_to_do(tmp_path):
-    result = sd_export("--height", SIZE, "--width", SIZE, "--models-dir", tmp_path / "models")
+def test_offline_default_weights_say_what_to_do(tmp_path, clip_vocab_path):
+    result = sd_export(
+        "--height", SIZE, "--width", SIZE, "--models-dir", tmp_path / "models", "--clip-vocab", clip_vocab_path
+    )  # fmt: skip
     line = error_line(result)
     assert "--random-weights" in line and "CKPT" in line
     assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
+
+
+def test_offline_without_a_clip_vocabulary_says_what_to_do(tmp_path):
+    """text_to_image needs the CLIP vocabulary: offline and without --clip-vocab, the error says how to give it,
+    before any model is built."""
+    line = error_line(sd_export("--random-weights", "--height", SIZE, "--width", SIZE, "--models-dir", tmp_path / "m"))
+    assert "CLIP vocabulary" in line and "--clip-vocab" in line and "--no-text-to-image" in line
+    assert not (tmp_path / "m").exists() or not any((tmp_path / "m").iterdir())
+
+
+def test_missing_clip_vocabulary_file(tmp_path):
+    line = error_line(sd_export("--random-weights", "--clip-vocab", tmp_path / "nope.txt.gz", "--models-dir", tmp_path))
+    assert str(tmp_path / "nope.txt.gz") in line and "no such file" in line
