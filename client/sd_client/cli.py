@@ -131,16 +131,8 @@ def _client(args):
 def run_generate(args):
     count = f"{args.num_images} image{'s' if args.num_images > 1 else ''}"
     with _client(args) as client, _Elapsed() as elapsed:
-        results = client.generate(
-            args.prompt,
-            negative_prompt=args.negative,
-            num_images=args.num_images,
-            num_steps=args.steps,
-            guidance_scale=args.guidance,
-            seed=args.seed,
-            version=args.version,
-            label=args.label,
-            on_start=_announcer(elapsed, f"generating {count}"),
+        results = _generate(
+            client, args, args.seed, _announcer(elapsed, f"generating {count}"), version=args.version, label=args.label
         )
     args.out.mkdir(parents=True, exist_ok=True)
     for index, result in enumerate(results):
@@ -153,6 +145,20 @@ def run_generate(args):
     return 0
 
 
+def _generate(client, args, seed, on_start, **model_choice):
+    """client.generate with the command line's prompt and sampling options; model_choice: version= and/or label=."""
+    return client.generate(
+        args.prompt,
+        negative_prompt=args.negative,
+        num_images=args.num_images,
+        num_steps=args.steps,
+        guidance_scale=args.guidance,
+        seed=seed,
+        on_start=on_start,
+        **model_choice,
+    )
+
+
 def run_compare(args):
     choices = [("label", label) for label in args.labels] if args.labels else [("version", v) for v in args.versions]
     rows = []
@@ -160,16 +166,7 @@ def run_compare(args):
         seed = args.seed
         for kind, value in choices:
             with _Elapsed() as elapsed:
-                results = client.generate(
-                    args.prompt,
-                    negative_prompt=args.negative,
-                    num_images=args.num_images,
-                    num_steps=args.steps,
-                    guidance_scale=args.guidance,
-                    seed=seed,
-                    on_start=_announcer(elapsed, f"{kind} {value}: generating"),
-                    **{kind: value},
-                )
+                results = _generate(client, args, seed, _announcer(elapsed, f"{kind} {value}: generating"), **{kind: value})
             seed = results[0].seed  # a drawn seed is reused for the second run: same noise on both
             rows.append((f"{kind} {value}", results))
     args.out.mkdir(parents=True, exist_ok=True)

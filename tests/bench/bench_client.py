@@ -18,6 +18,8 @@ import sys
 import tempfile
 import time
 
+from tables import print_table
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -180,14 +182,6 @@ def timed(function):
     start = time.perf_counter()
     function()
     return time.perf_counter() - start
-
-
-def print_table(header, rows):
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for row in rows:
-        print("| " + " | ".join(str(cell) for cell in row) + " |")
-    print()
 
 
 if __name__ == "__main__":

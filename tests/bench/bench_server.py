@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tables import print_table
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "serving")]
@@ -284,14 +285,6 @@ def memory_row(config_name, memory, runtime):
             f"{memory['after_load'] / MB:.0f} MB", f"{memory['after_requests'] / MB:.0f} MB",
             f"{above_runtime / MB:.0f} MB", f"{above_runtime / memory['parameters']:.2f}",
             f"{memory['loaded_seconds']:.1f} s"]  # fmt: skip
-
-
-def print_table(header, rows):
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for row in rows:
-        print("| " + " | ".join(str(cell) for cell in row) + " |")
-    print()
 
 
 if __name__ == "__main__":
