@@ -151,7 +151,8 @@ def write_configs(models_dir, new_labels):
             )
             # `specific`: every exported version stays loaded, so stock and fine-tuned U-Nets run side by side.
             entry.model_version_policy.specific.versions.extend(versions_of(models_dir, model))
-            model_labels = labels.get(model, {})
+            # A label of a version whose folder was removed would make TF Serving refuse the config: drop it.
+            model_labels = {label: v for label, v in labels.get(model, {}).items() if v in versions_of(models_dir, model)}
             if model in new_labels:
                 label, version = new_labels[model]
                 model_labels[label] = version

@@ -1,6 +1,7 @@
 """The model repository: consistent versions, labels in models.config, warmup records, atomic writes."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -72,6 +73,19 @@ def test_label_moves_to_the_new_version(tmp_path, small_components):
     export_repository(small_components, models_dir, SIZE, SIZE, label="stable")
     for entry in read_config(models_dir).model_config_list.config:
         assert dict(entry.version_labels) == {"stable": 3, "canary": 2}
+
+
+def test_labels_of_removed_versions_are_dropped(tmp_path, small_components):
+    """Removing a version's folders and exporting again stops serving it: its label goes with it."""
+    models_dir = tmp_path / "models"
+    export_repository(small_components, models_dir, SIZE, SIZE, label="old")
+    export_repository(small_components, models_dir, SIZE, SIZE, label="stable")
+    for model in SPLIT:
+        shutil.rmtree(models_dir / model / "1")
+    export_repository(small_components, models_dir, SIZE, SIZE)
+    for entry in read_config(models_dir).model_config_list.config:
+        assert list(entry.model_version_policy.specific.versions) == [2, 3]
+        assert dict(entry.version_labels) == {"stable": 2}
 
 
 @pytest.mark.parametrize("label", ["has space", "dash-ed", "", "ünï"])
