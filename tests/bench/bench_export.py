@@ -47,6 +47,7 @@ def main():
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--steps", type=int, nargs=2, default=[2, 6])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-jit", action="store_true", help="leave out KerasCV with jit_compile=True (slow here)")
     args = parser.parse_args()
 
     import keras
@@ -113,8 +114,9 @@ def main():
         (low, high),
         args.repeats,
     )
-    compile_models(True)  # XLA on this CPU: a reference point, run after the others
-    results.update(interleaved({"KerasCV text_to_image, jit_compile=True": keras_cv}, (low, high), args.repeats))
+    if not args.skip_jit:
+        compile_models(True)  # XLA on this CPU: a reference point, run after the others
+        results.update(interleaved({"KerasCV text_to_image, jit_compile=True": keras_cv}, (low, high), args.repeats))
 
     chain = results["exported chain (TF1 sessions)"]
     chain_per_step = (chain[high] - chain[low]) / (high - low)
