@@ -19,6 +19,16 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+# Every signature of the test repository (the stand-in models plus the extra `strings` model), for both APIs.
+ALL_SIGNATURES = [
+    ("text_encoder", "serving_default"),
+    ("diffusion_model", "serving_default"),
+    ("diffusion_model", "from_noise"),
+    ("decoder", "serving_default"),
+    ("decoder", "png"),
+    ("strings", "serving_default"),
+]
+
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 2**31 - 1), ("grpc.max_send_message_length", 2**31 - 1)]
 HTTP_TIMEOUT = 60
 REST_TIMEOUT_MS = 3000  # the folder's server's --rest_api_timeout_in_ms: long for the stand-ins, short for `slow`

@@ -8,16 +8,8 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
-from server_requests import GrpcClients, assert_outputs_match, busy_fraction, outputs_from_response, predict_request
+from server_requests import ALL_SIGNATURES, GrpcClients, assert_outputs_match, busy_fraction, outputs_from_response, predict_request
 
-SIGNATURES = [
-    ("text_encoder", "serving_default"),
-    ("diffusion_model", "serving_default"),
-    ("diffusion_model", "from_noise"),
-    ("decoder", "serving_default"),
-    ("decoder", "png"),
-    ("strings", "serving_default"),
-]
 LATEST = {"text_encoder": 2, "diffusion_model": 2, "decoder": 2, "strings": 1}
 
 
@@ -28,7 +20,7 @@ def clients(server):
     clients.close()
 
 
-@pytest.mark.parametrize("model,signature", SIGNATURES)
+@pytest.mark.parametrize("model,signature", ALL_SIGNATURES)
 def test_predict_matches_the_in_process_run(clients, reference, examples, model, signature):
     inputs = examples[(model, signature)]
     expected = reference[(model, LATEST[model])].run(signature, inputs)

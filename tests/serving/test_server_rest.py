@@ -12,6 +12,7 @@ import requests
 from google.protobuf import json_format
 
 from server_requests import (
+    ALL_SIGNATURES,
     REST_TIMEOUT_MS,
     assert_outputs_match,
     busy_fraction,
@@ -24,14 +25,6 @@ from server_requests import (
     row_body,
 )
 
-ALL_SIGNATURES = [
-    ("text_encoder", "serving_default"),
-    ("diffusion_model", "serving_default"),
-    ("diffusion_model", "from_noise"),
-    ("decoder", "serving_default"),
-    ("decoder", "png"),
-    ("strings", "serving_default"),
-]
 # Row form needs a batch dimension on every input: the diffusion model's scalars rule it out.
 ROW_SIGNATURES = [pair for pair in ALL_SIGNATURES if pair[0] != "diffusion_model"]
 LATEST = {"text_encoder": 2, "diffusion_model": 2, "decoder": 2, "strings": 1}
