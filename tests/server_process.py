@@ -85,10 +85,12 @@ def model_names(config_path):
 
 
 @contextlib.contextmanager
-def running_server(config_path, attempts=3, start_timeout=START_TIMEOUT_SECONDS, **flags):
-    """Start the server on free ports (retrying if another process took one), yield, then SIGTERM it."""
+def running_server(config_path, attempts=3, start_timeout=START_TIMEOUT_SECONDS, environment=None, **flags):
+    """Start the server on free ports (retrying if another process took one), yield, then SIGTERM it.
+
+    environment: variables added to this process's environment for the server."""
     for attempt in range(1, attempts + 1):
-        server = _start(config_path, flags)
+        server = _start(config_path, flags, dict(os.environ, **(environment or {})))
         try:
             _wait_until_available(server, model_names(config_path), start_timeout)
         except ServerStartError as error:
@@ -105,7 +107,7 @@ def running_server(config_path, attempts=3, start_timeout=START_TIMEOUT_SECONDS,
         os.unlink(server.log_path)
 
 
-def _start(config_path, flags):
+def _start(config_path, flags, environment):
     grpc_port = free_port()
     rest_port = free_port()
     while rest_port == grpc_port:
@@ -115,7 +117,7 @@ def _start(config_path, flags):
     )
     log_file = tempfile.NamedTemporaryFile("w", prefix="sd-model-server-", suffix=".log", delete=False)
     process = subprocess.Popen(
-        command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=dict(os.environ)
+        command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environment
     )
     log_file.close()
     return RunningServer(f"http://{HOST}:{rest_port}", f"{HOST}:{grpc_port}", process, log_file.name)

@@ -21,7 +21,7 @@ def compose_config(**environment):
     """`docker-compose config` of the project: the file validated, .env and variables resolved."""
     if DOCKER_COMPOSE is None:
         pytest.skip("docker-compose is not installed (apt-get install -y docker-compose; `make install` does it)")
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("COMPOSE_", "SD_BIND", "TF_SERV"))}
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("COMPOSE_", "SD_BIND", "TF_SERV", "TF_ONEDNN"))}
     env.update(environment)
     result = subprocess.run(
         [DOCKER_COMPOSE, "--profile", "cpu", "config"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
@@ -106,6 +106,12 @@ def test_one_nvidia_gpu_is_reserved_and_memory_grows(resolved):
     ]
     assert gpu["environment"]["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
     assert "deploy" not in resolved["services"]["serving-cpu"]
+
+
+def test_the_cpu_service_caches_onednn_weights_only_when_asked(resolved):
+    assert resolved["services"]["serving-cpu"]["environment"] == {"TF_ONEDNN_ASSUME_FROZEN_WEIGHTS": "0"}
+    cached = compose_config(TF_ONEDNN_ASSUME_FROZEN_WEIGHTS="1")
+    assert cached["services"]["serving-cpu"]["environment"] == {"TF_ONEDNN_ASSUME_FROZEN_WEIGHTS": "1"}
 
 
 @pytest.mark.parametrize("service", ["serving", "serving-cpu"])
