@@ -1,14 +1,23 @@
 """Benchmark: export time and bytes per model; the exported chain against KerasCV's text_to_image, in one run.
 
-Same weights (random, the real architectures), resolution, steps and batch for every contender. The exported models
-run in TF1 sessions, as TF Serving runs them (no network: the model server's own overhead is measured by
-bench_server.py). KerasCV runs with jit_compile off and on. Per-step cost is the slope between two step counts, so
-text encoding, noise and decoding cancel out.
+Same weights (random, the real architectures), resolution, steps and batch for every contender:
+  exported chain, TF1 sessions   the three SavedModels run in this process as TF Serving runs them (TF1 session
+                                 loader, signature tensor names), with this process's TensorFlow settings, the
+                                 same as KerasCV's: the like-for-like comparison;
+  exported chain, sd-model-server   as deployed for CPU serving: the sd_client Client (prompt in, PNGs out) over
+                                 gRPC to sd-model-server in its own process, with oneDNN's weight cache
+                                 (TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1, README: CPU serving);
+  KerasCV text_to_image          jit_compile off, and on (after the others; --skip-jit leaves it out).
+All run interleaved, round by round. Per-step cost is the slope between two step counts, so text encoding, noise and
+decoding cancel out. Run it again with TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1 (or TF_ENABLE_ONEDNN_OPTS=0) in the
+environment to compare every contender under those settings.
 
-    .venv/bin/python tests/bench/bench_export.py [--size 128] [--batch 1] [--steps 2 6] [--repeats 2]
+    .venv/bin/python tests/bench/bench_export.py [--size 128] [--batch 1] [--steps 2 6] [--repeats 3]
 """
 
 import argparse
+import contextlib
+import os
 import statistics
 import sys
 import tempfile
@@ -16,6 +25,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+TF_SETTINGS = ("TF_ENABLE_ONEDNN_OPTS", "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS")
+SERVER_SETTING = "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1"
+REFERENCE = "KerasCV text_to_image, jit_compile=False"  # the goal (decisions.md) is a speed-up over this
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -48,8 +61,13 @@ def main():
     parser.add_argument("--steps", type=int, nargs=2, default=[2, 6])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-jit", action="store_true", help="leave out KerasCV with jit_compile=True (slow here)")
+    parser.add_argument("--skip-server", action="store_true", help="leave out the chain through sd-model-server")
     args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-export-") as scratch:
+        benchmark(args, Path(scratch) / "models")
 
+
+def benchmark(args, models_dir):
     import keras
     from keras_cv.models import StableDiffusion
     from keras_cv.models.stable_diffusion import Decoder, DiffusionModel, SimpleTokenizer, TextEncoder
@@ -68,7 +86,6 @@ def main():
     )
     print(f"built KerasCV models in {time.perf_counter() - started:.1f} s", flush=True)
 
-    models_dir = Path(tempfile.mkdtemp()) / "models"
     _, export_seconds = export_repository(components, models_dir, size, size)
     print(f"\nexport: {export_seconds:.1f} s for all three models at {size}x{size}")
     print("| model | version folder | variables/ | parameters |")
@@ -103,32 +120,52 @@ def main():
     def keras_cv(steps):
         return reference.text_to_image(PROMPT, batch_size=batch, num_steps=steps, seed=0)
 
+    contenders = {"exported chain, TF1 sessions in this process": exported}
+
     def compile_models(jit):
         for model in (components.text_encoder, components.diffusion_model, components.decoder):
             model.compile(jit_compile=jit)
 
     low, high = args.steps
     compile_models(False)
-    results = interleaved(
-        {"exported chain (TF1 sessions)": exported, "KerasCV text_to_image, jit_compile=False": keras_cv},
-        (low, high),
-        args.repeats,
-    )
+    with contextlib.ExitStack() as stack:
+        if not args.skip_server:
+            name = f"exported chain, sd-model-server with {SERVER_SETTING}, over gRPC (client: prompt in, PNG out)"
+            contenders[name] = stack.enter_context(served_chain(models_dir, batch))
+        contenders[REFERENCE] = keras_cv
+        results = interleaved(contenders, (low, high), args.repeats)
     if not args.skip_jit:
         compile_models(True)  # XLA on this CPU: a reference point, run after the others
         results.update(interleaved({"KerasCV text_to_image, jit_compile=True": keras_cv}, (low, high), args.repeats))
 
-    chain = results["exported chain (TF1 sessions)"]
-    chain_per_step = (chain[high] - chain[low]) / (high - low)
+    reference = results[REFERENCE]
+    reference_per_step = (reference[high] - reference[low]) / (high - low)
+    settings = ", ".join(f"{name}={os.environ.get(name, 'unset')}" for name in TF_SETTINGS)
     print(f"\n{size}x{size}, batch {batch}, median of {args.repeats} interleaved rounds after a warm-up round")
-    print(f"| contender | {low} steps | {high} steps | per step | exported chain faster by ({high} steps) | per step |")
-    print("|---|---|---|---|---|---|")
+    server = "" if args.skip_server else f"; sd-model-server: the same, but {SERVER_SETTING}"
+    print(f"this process: {settings}{server}")
+    print(f"| contender | {low} steps | {high} steps | per step | faster than {REFERENCE} ({high} steps / per step) |")
+    print("|---|---|---|---|---|")
     for label, times in results.items():
         per_step = (times[high] - times[low]) / (high - low)
         print(
-            f"| {label} | {times[low]:.2f} s | {times[high]:.2f} s | {per_step:.3f} s | {times[high] / chain[high]:.2f}x |"
-            f" {per_step / chain_per_step:.2f}x |"
+            f"| {label} | {times[low]:.2f} s | {times[high]:.2f} s | {per_step:.3f} s |"
+            f" {reference[high] / times[high]:.2f}x / {reference_per_step / per_step:.2f}x |"
         )
+
+
+@contextlib.contextmanager
+def served_chain(models_dir, batch):
+    """A contender: generate() of the thin client over gRPC against sd-model-server serving models_dir."""
+    from server_process import running_server
+
+    from sd_client import Client
+
+    name, value = SERVER_SETTING.split("=")
+    config = models_dir / "models.config"
+    with running_server(config, environment={name: value}, start_timeout=1800, rest_api_timeout_in_ms=0) as server:
+        with Client(f"grpc://{server.grpc_target}", vocab_path=CLIP_VOCAB, timeout=3600) as client:
+            yield lambda steps: client.generate(PROMPT, num_images=batch, num_steps=steps, seed=0)
 
 
 if __name__ == "__main__":
