@@ -109,9 +109,10 @@ def weight_caching(environ=os.environ):
     value = environ.get(FROZEN_WEIGHTS_VARIABLE)
     if value is None:
         return f"{FROZEN_WEIGHTS_VARIABLE} unset: oneDNN reorders weights on every call (=1 caches them, see README)"
-    if value.lower() not in _TENSORFLOW_BOOLEANS:
+    spelling = value.lower()
+    if spelling not in _TENSORFLOW_BOOLEANS:
         raise ValueError(f"{FROZEN_WEIGHTS_VARIABLE}={value!r}: expected 0, 1, false or true")
-    behaviour = "caches weights" if value.lower() in ("1", "true") else "reorders weights on every call"
+    behaviour = "caches weights" if spelling in ("1", "true") else "reorders weights on every call"
     return f"{FROZEN_WEIGHTS_VARIABLE}={value}: oneDNN {behaviour}"
 
 

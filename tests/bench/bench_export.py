@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 TF_SETTINGS = ("TF_ENABLE_ONEDNN_OPTS", "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS")
-SERVER_SETTING = "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1"
+SERVER_ENVIRONMENT = {"TF_ONEDNN_ASSUME_FROZEN_WEIGHTS": "1"}  # oneDNN's weight cache (README: CPU speed)
+SERVER_SETTING = " ".join(f"{name}={value}" for name, value in SERVER_ENVIRONMENT.items())
 REFERENCE = "KerasCV text_to_image, jit_compile=False"  # the goal (decisions.md) is a speed-up over this
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -161,9 +162,8 @@ def served_chain(models_dir, batch):
 
     from sd_client import Client
 
-    name, value = SERVER_SETTING.split("=")
     config = models_dir / "models.config"
-    with running_server(config, environment={name: value}, start_timeout=1800, rest_api_timeout_in_ms=0) as server:
+    with running_server(config, environment=SERVER_ENVIRONMENT, start_timeout=1800, rest_api_timeout_in_ms=0) as server:
         with Client(f"grpc://{server.grpc_target}", vocab_path=CLIP_VOCAB, timeout=3600) as client:
             yield lambda steps: client.generate(PROMPT, num_images=batch, num_steps=steps, seed=0)
 

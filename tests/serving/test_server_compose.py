@@ -21,7 +21,8 @@ def compose_config(**environment):
     """`docker-compose config` of the project: the file validated, .env and variables resolved."""
     if DOCKER_COMPOSE is None:
         pytest.skip("docker-compose is not installed (apt-get install -y docker-compose; `make install` does it)")
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("COMPOSE_", "SD_BIND", "TF_SERV", "TF_ONEDNN"))}
+    ours = ("COMPOSE_", "SD_BIND", "TF_SERV", "TF_ONEDNN")  # compose's and compose.yaml's: only the test sets them
+    env = {key: value for key, value in os.environ.items() if not key.startswith(ours)}
     env.update(environment)
     result = subprocess.run(
         [DOCKER_COMPOSE, "--profile", "cpu", "config"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,

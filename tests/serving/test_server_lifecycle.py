@@ -51,7 +51,7 @@ def test_version_policies_and_no_warmup_and_sigint(standin_repository, extra_mod
         "diffusion_model": (standin_repository / "diffusion_model", "all {}", {}),
         "strings": (extra_models["strings"], "specific { versions: 1 }", {"only": 1}),
     })  # fmt: skip
-    environment = {"TF_ONEDNN_ASSUME_FROZEN_WEIGHTS": "1"}  # oneDNN's weight cache: same answers, more memory
+    environment = {"TF_ONEDNN_ASSUME_FROZEN_WEIGHTS": "1"}  # oneDNN's weight cache: the user's choice, logged
     with running_server(config, environment=environment, enable_model_warmup=False, host="127.0.0.1") as server:
         assert "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1: oneDNN caches weights" in server.log()
         assert versions(server.rest_url, "decoder") == [("2", "AVAILABLE")]
