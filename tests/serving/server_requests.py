@@ -100,15 +100,20 @@ def decode_json_output(name, value, like):
     return np.asarray(value, dtype=like.dtype)
 
 
+def fill_model_spec(spec, model, version=None, label=None, signature_name=None):
+    """A request's ModelSpec: only the fields given are set, so the server's defaults apply to the others."""
+    spec.name = model
+    if signature_name:
+        spec.signature_name = signature_name
+    if version is not None:
+        spec.version.value = version
+    if label is not None:
+        spec.version_label = label
+
+
 def predict_request(model, signature_name, inputs, version=None, label=None):
     request = predict_pb2.PredictRequest()
-    request.model_spec.name = model
-    if signature_name:
-        request.model_spec.signature_name = signature_name
-    if version is not None:
-        request.model_spec.version.value = version
-    if label is not None:
-        request.model_spec.version_label = label
+    fill_model_spec(request.model_spec, model, version, label, signature_name)
     for name, array in inputs.items():
         request.inputs[name].CopyFrom(tf.make_tensor_proto(array))
     return request
@@ -131,20 +136,12 @@ class GrpcClients:
 
     def metadata(self, model, version=None, label=None):
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
-        request.model_spec.name = model
-        if version is not None:
-            request.model_spec.version.value = version
-        if label is not None:
-            request.model_spec.version_label = label
+        fill_model_spec(request.model_spec, model, version, label)
         return self.prediction.GetModelMetadata(request, timeout=HTTP_TIMEOUT)
 
     def status(self, model, version=None, label=None):
         request = get_model_status_pb2.GetModelStatusRequest()
-        request.model_spec.name = model
-        if version is not None:
-            request.model_spec.version.value = version
-        if label is not None:
-            request.model_spec.version_label = label
+        fill_model_spec(request.model_spec, model, version, label)
         return self.models.GetModelStatus(request, timeout=HTTP_TIMEOUT)
 
     def close(self):

@@ -15,7 +15,7 @@ from tensorflow_serving.apis import (
     model_pb2,
 )
 
-from server_requests import GrpcClients, predict_request
+from server_requests import GrpcClients, fill_model_spec, predict_request
 
 TOKENS = np.full((1, 77), 49407, np.int32)
 LATENT = np.zeros((1, 16, 16, 4), np.float32)
@@ -166,9 +166,7 @@ def status(model="decoder", version=None, spec=True):
     def call(clients):
         request = get_model_status_pb2.GetModelStatusRequest()
         if spec:
-            request.model_spec.name = model
-            if version is not None:
-                request.model_spec.version.value = version
+            fill_model_spec(request.model_spec, model, version)
         return clients.models.GetModelStatus(request, timeout=60)
 
     return call
