@@ -14,8 +14,8 @@ VERSION ?=
 LABEL ?=
 RANDOM_WEIGHTS ?=
 MODELS ?= models
-# The CLIP vocabulary for text_to_image's in-graph tokenizer; without one, sd-export downloads KerasCV's copy.
-CLIP_VOCAB ?= $(wildcard ../shared/clip/bpe_simple_vocab_16e6.txt.gz)
+# Another CLIP vocabulary file for the tokenizers; by default the copy shipped in sd_export and sd_client is used.
+CLIP_VOCAB ?=
 
 # Client and local-server options.
 PROMPT ?= a photograph of an astronaut riding a horse

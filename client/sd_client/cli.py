@@ -99,7 +99,7 @@ def _add_connection_options(parser):
         "(models/models.config: the three-model chain, models/text_to_image.config: one request)",
     )
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per request (default 600)")
-    parser.add_argument("--vocab", help=f"CLIP bpe_simple_vocab_16e6.txt.gz (default ${VOCAB_ENV} or the cache)")
+    parser.add_argument("--vocab", help=f"CLIP bpe_simple_vocab_16e6.txt.gz (default ${VOCAB_ENV}, else the copy shipped with sd_client)")
     parser.add_argument("--ca-file", help="PEM certificates to trust for https:// and grpcs:// (a private CA)")
 
 

@@ -11,7 +11,6 @@ import hashlib
 import html
 import os
 import pathlib
-import tempfile
 import warnings
 
 import numpy as np
@@ -22,9 +21,9 @@ from .errors import PromptTooLong, ValidationError, VocabularyError
 
 VOCAB_FILENAME = "bpe_simple_vocab_16e6.txt.gz"
 VOCAB_SHA256 = "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
-VOCAB_URL = "https://github.com/openai/CLIP/blob/main/clip/bpe_simple_vocab_16e6.txt.gz?raw=true"
 VOCAB_ENV = "SD_CLIENT_CLIP_VOCAB"
-CACHE_ENV = "SD_CLIENT_CACHE_DIR"
+# OpenAI CLIP's vocabulary (MIT licence), shipped inside the package so the client works offline.
+SHIPPED_VOCAB = pathlib.Path(__file__).parent / "clip" / VOCAB_FILENAME
 
 START_OF_TEXT = "<|startoftext|>"
 END_OF_TEXT = "<|endoftext|>"
@@ -180,54 +179,15 @@ def _read_merges(path):
 
 
 def resolve_vocabulary(path=None):
-    """The vocabulary file: an explicit path, else $SD_CLIENT_CLIP_VOCAB, else the cache (downloading it once)."""
-    return local_vocabulary(path) or download_vocabulary(cache_dir() / VOCAB_FILENAME)
-
-
-def local_vocabulary(path=None):
-    """The vocabulary file if it is here without downloading: path, $SD_CLIENT_CLIP_VOCAB or the checked cache."""
+    """The vocabulary file: an explicit path, else $SD_CLIENT_CLIP_VOCAB, else the copy shipped with the client."""
     for given, source in ((path, "the vocab_path argument"), (os.environ.get(VOCAB_ENV), f"${VOCAB_ENV}")):
         if given:
             given = pathlib.Path(given).expanduser()
             if not given.is_file():
                 raise VocabularyError(f"CLIP vocabulary {given} (from {source}) does not exist")
             return given
-    cached = cache_dir() / VOCAB_FILENAME
-    if cached.is_file() and sha256_of(cached) == VOCAB_SHA256:
-        return cached
-    return None
-
-
-def cache_dir():
-    if os.environ.get(CACHE_ENV):
-        return pathlib.Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
-    return pathlib.Path(base) / "sd_client"
+    return SHIPPED_VOCAB
 
 
 def sha256_of(path):
     return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
-
-
-def download_vocabulary(target, url=None, timeout=30):
-    """Fetch the vocabulary into target after checking its sha256; a clear error when offline."""
-    import requests  # only here: most runs find the file locally
-
-    url = url or VOCAB_URL
-    how_to = (
-        f"pass vocab_path=... (CLI: --vocab), set ${VOCAB_ENV} to a local {VOCAB_FILENAME}, "
-        f"or put it at {target}"
-    )
-    try:
-        response = requests.get(url, timeout=timeout)
-        response.raise_for_status()
-    except requests.RequestException as e:
-        raise VocabularyError(f"no CLIP vocabulary found and downloading {url} failed ({e}): {how_to}") from e
-    digest = hashlib.sha256(response.content).hexdigest()
-    if digest != VOCAB_SHA256:
-        raise VocabularyError(f"{url} gave a file with sha256 {digest}, expected {VOCAB_SHA256}: {how_to}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as f:  # rename: no half-written cache file
-        f.write(response.content)
-    os.replace(f.name, target)
-    return target

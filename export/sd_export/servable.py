@@ -9,8 +9,8 @@ class Servable(tf.Module):
     """A tf.Module that stores the Keras models' TF variables, not the Keras models themselves.
 
     Tracking a Keras 3 model as an attribute writes a SavedModel that TF Serving's TF1 session loader cannot run
-    ("Could not find variable ..."), and keras.export.ExportArchive stores every variable twice
-    (../shared/notes/pitfalls.md). Tracking `[v.value for v in model.variables]` stores each variable once, and the
+    ("Could not find variable ..."), and keras.export.ExportArchive stores every variable
+    twice (both measured with TF 2.21 / Keras 3.15). Tracking `[v.value for v in model.variables]` stores each variable once, and the
     models are reached through closures in the subclasses' tf.functions.
     """
 

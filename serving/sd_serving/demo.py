@@ -36,7 +36,6 @@ REQUEST_TIMEOUT_SECONDS = 3600  # a CPU generation is slow; REST's 30 s default 
 START_TIMEOUT_SECONDS = 1800  # loading and warming up real-size models on a CPU
 STOP_TIMEOUT_SECONDS = 30
 CLIP_VOCAB_ENV = "CLIP_VOCAB"
-DEFAULT_CLIP_VOCAB = Path("..") / "shared" / "clip" / "bpe_simple_vocab_16e6.txt.gz"
 # sd-export's one-line error when KerasCV's weight download fails (sd_export.weights.build_components; a test ties
 # the two together): only this failure falls back to random weights, any other stops the demo.
 WEIGHTS_DOWNLOAD_FAILED = "could not download KerasCV's SD v1.4 weights"
@@ -65,21 +64,15 @@ def parse_args(argv=None):
     parser.add_argument("--width", type=int, default=DEFAULT_SIZE, help="export width if exporting (default 256)")
     parser.add_argument("--random-weights", action="store_true", help="export random weights without trying stock")
     parser.add_argument(
-        "--clip-vocab", type=Path, default=default_clip_vocab(),
+        "--clip-vocab", type=Path, default=os.environ.get(CLIP_VOCAB_ENV) or None,
         help=f"CLIP bpe_simple_vocab_16e6.txt.gz for the export and the client (default ${CLIP_VOCAB_ENV}, "
-        f"else {DEFAULT_CLIP_VOCAB} if it exists, else the tools' own download)",
+        "else the copy shipped with sd_export and sd_client)",
     )  # fmt: skip
     parser.add_argument("--text-to-image", action="store_true", help=f"serve {TEXT_TO_IMAGE_CONFIG} (one request)")
     parser.add_argument("--rest-port", type=int, default=0, help="REST port (default: a free one)")
     parser.add_argument("--grpc-port", type=int, default=0, help="gRPC port (default: a free one)")
     parser.add_argument("--start-timeout", type=float, default=START_TIMEOUT_SECONDS, help="seconds to wait for it")
     return parser.parse_args(argv)
-
-
-def default_clip_vocab():
-    if os.environ.get(CLIP_VOCAB_ENV):
-        return Path(os.environ[CLIP_VOCAB_ENV])
-    return DEFAULT_CLIP_VOCAB if DEFAULT_CLIP_VOCAB.is_file() else None
 
 
 def main(argv=None):

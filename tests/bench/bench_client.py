@@ -38,7 +38,7 @@ def main():
     parser.add_argument("--skip-install", action="store_true", help="no fresh-virtualenv install measurement")
     parser.add_argument("--skip-generate", action="store_true", help="no end-to-end measurement")
     parser.add_argument("--skip-text-to-image", action="store_true", help="no one-request vs chain measurement")
-    parser.add_argument("--vocab", default=str(ROOT.parent / "shared/clip/bpe_simple_vocab_16e6.txt.gz"))
+    parser.add_argument("--vocab", default=str(ROOT / "client/sd_client/clip/bpe_simple_vocab_16e6.txt.gz"))
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -99,7 +99,7 @@ def export_standins(folder):
     from sd_export.export import export_repository
 
     models = folder / "models"
-    vocab = ROOT.parent / "shared/clip/bpe_simple_vocab_16e6.txt.gz"
+    vocab = ROOT / "client/sd_client/clip/bpe_simple_vocab_16e6.txt.gz"
     export_repository(standins.components(128, 128), models, 128, 128, version=1, clip_vocab=vocab)
     return models
 

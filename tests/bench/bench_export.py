@@ -33,7 +33,7 @@ REFERENCE = "KerasCV text_to_image, jit_compile=False"  # the goal (decisions.md
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-CLIP_VOCAB = Path(__file__).resolve().parents[3] / "shared/clip/bpe_simple_vocab_16e6.txt.gz"
+CLIP_VOCAB = Path(__file__).resolve().parents[2] / "client/sd_client/clip/bpe_simple_vocab_16e6.txt.gz"
 PROMPT = "a photograph of an astronaut riding a horse"
 
 

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "serving")]
 
 CONFIGS = ("models.config", "text_to_image.config")
-CLIP_VOCAB = ROOT.parent / "shared/clip/bpe_simple_vocab_16e6.txt.gz"
+CLIP_VOCAB = ROOT / "client/sd_client/clip/bpe_simple_vocab_16e6.txt.gz"
 STANDIN_SIZE = 128
 PROMPT = "a photograph of an astronaut riding a horse"
 REST_TIMEOUT_MS = 3_600_000  # a real-size diffusion run on a CPU takes minutes

@@ -43,12 +43,13 @@ def test_nothing_heavy_is_installed_or_imported(fresh_venv):
 
 
 def test_the_fresh_cli_works_over_rest_and_grpc(fresh_venv, standin_repository, clip_vocab_path, tmp_path):
+    """No --vocab: the installed package carries the CLIP vocabulary, so the chain works offline."""
     with running_server(standin_repository / "models.config") as (rest_url, grpc_target):
         expected = Client(rest_url, vocab_path=clip_vocab_path).generate("a cat", num_steps=2, seed=9)[0].array
         for url in (rest_url, f"grpc://{grpc_target}"):
             out = tmp_path / url.split(":")[0]
             command = [str(fresh_venv / "bin/sd-client"), "generate", "a cat", "--steps", "2", "--seed", "9",
-                       "--url", url, "--vocab", str(clip_vocab_path), "--out", str(out)]  # fmt: skip
+                       "--url", url, "--out", str(out)]  # fmt: skip
             done = subprocess.run(command, capture_output=True, text=True, timeout=120)
             assert done.returncode == 0, done.stderr
             with Image.open(out / "image-0-seed-9.png") as image:

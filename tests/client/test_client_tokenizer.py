@@ -2,8 +2,6 @@
 
 import gzip
 import hashlib
-import http.server
-import threading
 import warnings
 
 import numpy as np
@@ -89,20 +87,38 @@ def test_prompt_over_4096_utf8_bytes_is_refused(client_tokenizer):
         client_tokenizer.tokenize(b"bytes")
 
 
-def test_explicit_path_then_env_var_then_cache(tmp_path, monkeypatch, clip_vocab_path):
-    monkeypatch.setenv(tokenizer.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.setenv(tokenizer.VOCAB_ENV, str(clip_vocab_path))
-    assert tokenizer.resolve_vocabulary() == clip_vocab_path
+def test_explicit_path_then_env_var_then_the_shipped_copy(tmp_path, monkeypatch, clip_vocab_path):
+    other = tmp_path / "other.txt.gz"
+    other.write_bytes(clip_vocab_path.read_bytes())
+    monkeypatch.setenv(tokenizer.VOCAB_ENV, str(other))
+    assert tokenizer.resolve_vocabulary() == other
     with pytest.raises(VocabularyError, match="does not exist"):
         tokenizer.resolve_vocabulary(tmp_path / "nope.txt.gz")
     monkeypatch.setenv(tokenizer.VOCAB_ENV, str(tmp_path / "missing.gz"))
     with pytest.raises(VocabularyError, match=tokenizer.VOCAB_ENV):
         tokenizer.resolve_vocabulary()
     monkeypatch.delenv(tokenizer.VOCAB_ENV)
-    cached = tmp_path / "cache" / tokenizer.VOCAB_FILENAME
-    cached.parent.mkdir()
-    cached.write_bytes(clip_vocab_path.read_bytes())
-    assert tokenizer.resolve_vocabulary() == cached
+    assert tokenizer.resolve_vocabulary() == tokenizer.SHIPPED_VOCAB
+
+
+def test_the_shipped_vocabulary_is_clips_and_the_exporters_is_the_same_file():
+    """One copy in git (sd_export/clip links to sd_client/clip), with the sha256 KerasCV checks on download."""
+    from sd_export import cli
+
+    assert hashlib.sha256(tokenizer.SHIPPED_VOCAB.read_bytes()).hexdigest() == tokenizer.VOCAB_SHA256
+    assert cli.CLIP_VOCAB_SHA256 == tokenizer.VOCAB_SHA256
+    assert cli.SHIPPED_CLIP_VOCAB.resolve() == tokenizer.SHIPPED_VOCAB.resolve()
+    assert cli.resolve_clip_vocab(None) == cli.SHIPPED_CLIP_VOCAB
+
+
+def test_a_damaged_shipped_vocabulary_is_refused_by_the_exporter(tmp_path, monkeypatch):
+    from sd_export import cli
+
+    damaged = tmp_path / "bpe_simple_vocab_16e6.txt.gz"
+    damaged.write_bytes(b"not the vocabulary")
+    monkeypatch.setattr(cli, "SHIPPED_CLIP_VOCAB", damaged)
+    with pytest.raises(RuntimeError, match="damaged.*--clip-vocab"):
+        cli.resolve_clip_vocab(None)
 
 
 def test_a_file_that_is_not_the_vocabulary_is_refused(tmp_path):
@@ -113,71 +129,3 @@ def test_a_file_that_is_not_the_vocabulary_is_refused(tmp_path):
     (tmp_path / "plain.txt.gz").write_text("not gzip")
     with pytest.raises(VocabularyError, match="cannot read"):
         ClipTokenizer(tmp_path / "plain.txt.gz")
-
-
-class _FileServer:
-    """Serves one payload on 127.0.0.1 and counts requests."""
-
-    def __init__(self, payload):
-        outer = self
-        self.requests = 0
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                outer.requests += 1
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/bpe.txt.gz"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def test_download_checks_sha256_and_caches(tmp_path, monkeypatch, clip_vocab_path):
-    monkeypatch.delenv(tokenizer.VOCAB_ENV, raising=False)
-    monkeypatch.setenv(tokenizer.CACHE_ENV, str(tmp_path))
-    server = _FileServer(clip_vocab_path.read_bytes())
-    try:
-        monkeypatch.setattr(tokenizer, "VOCAB_URL", server.url)
-        path = tokenizer.resolve_vocabulary()
-        assert path == tmp_path / tokenizer.VOCAB_FILENAME
-        assert hashlib.sha256(path.read_bytes()).hexdigest() == tokenizer.VOCAB_SHA256
-        tokenizer.resolve_vocabulary()
-        assert server.requests == 1  # the second time from the cache
-    finally:
-        server.close()
-
-
-def test_download_with_the_wrong_hash_is_refused_and_not_cached(tmp_path, monkeypatch):
-    monkeypatch.delenv(tokenizer.VOCAB_ENV, raising=False)
-    monkeypatch.setenv(tokenizer.CACHE_ENV, str(tmp_path))
-    server = _FileServer(b"something else")
-    try:
-        monkeypatch.setattr(tokenizer, "VOCAB_URL", server.url)
-        with pytest.raises(VocabularyError, match="expected 924691ac"):
-            tokenizer.resolve_vocabulary()
-    finally:
-        server.close()
-    assert not (tmp_path / tokenizer.VOCAB_FILENAME).exists()
-
-
-def test_offline_without_a_vocabulary_says_how_to_provide_one(tmp_path, monkeypatch):
-    monkeypatch.delenv(tokenizer.VOCAB_ENV, raising=False)
-    monkeypatch.setenv(tokenizer.CACHE_ENV, str(tmp_path))
-    server = _FileServer(b"")
-    url = server.url
-    server.close()  # nothing listens there now: connection refused, as offline
-    monkeypatch.setattr(tokenizer, "VOCAB_URL", url)
-    with pytest.raises(VocabularyError) as caught:
-        ClipTokenizer()
-    message = str(caught.value)
-    assert "downloading" in message and tokenizer.VOCAB_ENV in message and "vocab_path" in message

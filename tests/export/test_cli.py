@@ -113,14 +113,6 @@ def test_offline_default_weights_say_what_to_do(tmp_path, clip_vocab_path):
     assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
 
 
-def test_offline_without_a_clip_vocabulary_says_what_to_do(tmp_path):
-    """text_to_image needs the CLIP vocabulary: offline and without --clip-vocab, the error says how to give it,
-    before any model is built."""
-    line = error_line(sd_export("--random-weights", "--height", SIZE, "--width", SIZE, "--models-dir", tmp_path / "m"))
-    assert "CLIP vocabulary" in line and "--clip-vocab" in line and "--no-text-to-image" in line
-    assert not (tmp_path / "m").exists() or not any((tmp_path / "m").iterdir())
-
-
 def test_missing_clip_vocabulary_file(tmp_path):
     line = error_line(sd_export("--random-weights", "--clip-vocab", tmp_path / "nope.txt.gz", "--models-dir", tmp_path))
     assert str(tmp_path / "nope.txt.gz") in line and "no such file" in line

@@ -24,9 +24,9 @@ DEMO_TIMEOUT = 300
 SPLIT_MODELS = ("text_encoder", "diffusion_model", "decoder")
 
 
-def demo_command(models_dir, out, clip_vocab_path, *extra):
-    return [sys.executable, "-m", "sd_serving.demo", "--models-dir", str(models_dir), "--out", str(out),
-            "--clip-vocab", str(clip_vocab_path), *extra]  # fmt: skip
+def demo_command(models_dir, out, *extra):
+    """No --clip-vocab: the demo's client tokenizes with the vocabulary shipped inside the project (offline)."""
+    return [sys.executable, "-m", "sd_serving.demo", "--models-dir", str(models_dir), "--out", str(out), *extra]
 
 
 def server_of(output):
@@ -55,10 +55,10 @@ def one_version_repository(standin_repository, tmp_path_factory):
 
 @pytest.mark.parametrize("switch,model", [((), "diffusion_model"), (("--text-to-image",), "text_to_image")],
                          ids=["models.config", "text_to_image.config"])  # fmt: skip
-def test_demo_serves_an_existing_export_generates_and_stops(standin_repository, clip_vocab_path, tmp_path, switch,
+def test_demo_serves_an_existing_export_generates_and_stops(standin_repository, tmp_path, switch,
                                                             model):  # fmt: skip
     out = tmp_path / "out"
-    command = demo_command(standin_repository, out, clip_vocab_path, "--prompt", "a red fox", "--steps", "2",
+    command = demo_command(standin_repository, out, "--prompt", "a red fox", "--steps", "2",
                            "--seed", "7", "-n", "2", *switch)  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=DEMO_TIMEOUT)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -78,8 +78,8 @@ def test_demo_serves_an_existing_export_generates_and_stops(standin_repository, 
     assert_stopped(*server_of(result.stdout))
 
 
-def test_a_failing_step_still_stops_the_server(one_version_repository, clip_vocab_path, tmp_path):
-    command = demo_command(one_version_repository, tmp_path / "out", clip_vocab_path, "--steps", "0")
+def test_a_failing_step_still_stops_the_server(one_version_repository, tmp_path):
+    command = demo_command(one_version_repository, tmp_path / "out", "--steps", "0")
     result = subprocess.run(command, capture_output=True, text=True, timeout=DEMO_TIMEOUT)
     assert result.returncode == 1
     assert "steps" in result.stderr and "demo: error: sd-client generate failed" in result.stderr
@@ -88,8 +88,8 @@ def test_a_failing_step_still_stops_the_server(one_version_repository, clip_voca
 
 @pytest.mark.parametrize("sig,returncode", [(signal.SIGINT, 130), (signal.SIGTERM, 128 + signal.SIGTERM)],
                          ids=["ctrl-c", "sigterm"])
-def test_an_interrupted_demo_stops_the_server(one_version_repository, clip_vocab_path, tmp_path, sig, returncode):
-    command = demo_command(one_version_repository, tmp_path / "out", clip_vocab_path)
+def test_an_interrupted_demo_stops_the_server(one_version_repository, tmp_path, sig, returncode):
+    command = demo_command(one_version_repository, tmp_path / "out")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         seen = ""
