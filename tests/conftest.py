@@ -5,7 +5,6 @@ real contract) for protocol, server and client tests; the KerasCV repository (th
 weights at 128x128, exported by the sd-export CLI from .h5 files) for parity and end-to-end tests.
 """
 
-import os
 from pathlib import Path
 
 import pytest
@@ -14,12 +13,15 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STANDIN_SIZE = 128
 
 
+# The CLIP vocabulary shipped inside the project (sd_client's copy; sd_export links to it).
+SHIPPED_CLIP_VOCAB = PROJECT_ROOT / "client/sd_client/clip/bpe_simple_vocab_16e6.txt.gz"
+
+
 @pytest.fixture(scope="session")
 def clip_vocab_path():
-    path = Path(os.environ.get("SD_TEST_CLIP_VOCAB", PROJECT_ROOT.parent / "shared/clip/bpe_simple_vocab_16e6.txt.gz"))
-    if not path.is_file():
-        pytest.fail(f"CLIP vocabulary not found at {path} (set SD_TEST_CLIP_VOCAB)")
-    return path
+    if not SHIPPED_CLIP_VOCAB.is_file():
+        pytest.fail(f"CLIP vocabulary not found at {SHIPPED_CLIP_VOCAB}")
+    return SHIPPED_CLIP_VOCAB
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +36,14 @@ def standin_repository(tmp_path_factory, clip_vocab_path):
     for version, label, seed in ((1, "stock", 1234), (2, "tuned", 99)):
         components = standins.components(STANDIN_SIZE, STANDIN_SIZE, seed=seed)
         export_repository(
-            components, models_dir, STANDIN_SIZE, STANDIN_SIZE, version=version, label=label, clip_vocab=clip_vocab_path
+            components,
+            models_dir,
+            STANDIN_SIZE,
+            STANDIN_SIZE,
+            version=version,
+            label=label,
+            provenance=standins.PROVENANCE[version],
+            clip_vocab=clip_vocab_path,
         )
     return models_dir
 

@@ -26,14 +26,14 @@ from .errors import (
     ServingError,
     Unavailable,
     ValidationError,
-    VocabularyError,
 )
-from .tokenizer import ClipTokenizer, check_prompt, local_vocabulary
+from .tokenizer import ClipTokenizer, check_prompt
 from .transports import open_transport
 
 _LABEL = re.compile(r"[A-Za-z0-9_]+")  # TF Serving's label syntax
 DEFAULT_NUM_STEPS = 50
 DEFAULT_GUIDANCE_SCALE = 7.5
+MODEL_HASH_DIGITS = 10  # the SD UIs' "Model hash": the start of the checkpoint file's sha256
 DEFAULT_TIMEOUT = 600.0  # seconds: 50 steps at 512² take seconds on a GPU, minutes on a CPU
 
 
@@ -51,6 +51,8 @@ class GenerationResult:
     height: int
     model: str
     model_version: str
+    model_hash: str | None = None  # first 10 hex digits of the checkpoint's sha256, when the version records it
+    precision: str | None = None  # the served version's precision (float32, bfloat16, float16), when recorded
 
     @property
     def image(self):
@@ -168,7 +170,8 @@ class Client:
         else:
             pngs = self._generate_by_chain(plan)
         model_version = self._version_text(model, plan.version, plan.label, statuses)
-        return [self._result(plan, i, data, model, model_version) for i, data in enumerate(pngs)]
+        made_by = self.provenance(model, version=plan.version, label=plan.label)
+        return [self._result(plan, i, data, model, model_version, made_by) for i, data in enumerate(pngs)]
 
     def _route(self, version, label):
         """(model generate() uses: text_to_image or diffusion_model for the chain, statuses of its available versions
@@ -219,14 +222,7 @@ class Client:
 
     def _warn_long_prompts(self, prompts):
         """text_to_image cuts long prompts in its graph as the chain's tokenizer cuts them, but silently: warn here
-        when a vocabulary is at hand (no download just for a warning), refuse with strict_prompts (downloading the
-        vocabulary if need be: the check was asked for)."""
-        if not self.strict_prompts:
-            try:
-                if self._tokenizer is None and local_vocabulary(self._vocab_path) is None:
-                    return
-            except VocabularyError:
-                return
+        (or refuse, with strict_prompts) as the chain does."""
         for prompt in dict.fromkeys(prompts):  # each prompt once: one warning per prompt, not per image
             self.tokenizer.tokenize(prompt, strict=self.strict_prompts)
 
@@ -269,7 +265,7 @@ class Client:
         available = [s.version for s in statuses if s.available]
         return str(max(available)) if available else "latest"
 
-    def _result(self, plan, index, data, model, model_version):
+    def _result(self, plan, index, data, model, model_version, made_by):
         width, height = png.size_of(data)
         fields = dict(
             prompt=plan.prompts[index],
@@ -281,6 +277,8 @@ class Client:
             height=height,
             model=model,
             model_version=model_version,
+            model_hash=made_by.get("source_sha256", "")[:MODEL_HASH_DIGITS] or None,
+            precision=made_by.get("precision") or None,
         )
         tagged = png.with_text(data, png.PARAMETERS_KEY, png.parameters_text(**fields))
         return GenerationResult(png=tagged, **fields)
@@ -378,6 +376,17 @@ class Client:
             except ServingError as e:
                 report[model] = e
         return report
+
+    def provenance(self, model=contract.DIFFUSION_MODEL, *, version=None, label=None):
+        """How the served version was made: {key: str} for contract.PROVENANCE_KEYS (precision, source_format,
+        source_sha256; "" where unknown), or {} for a version exported without a `provenance` signature."""
+        if contract.PROVENANCE_SIGNATURE not in self.signatures(model, version=version, label=label):
+            return {}
+        keys = list(contract.PROVENANCE_KEYS)
+        outputs = self.transport.predict(
+            model, contract.PROVENANCE_SIGNATURE, {"key": _strings(keys)}, version=version, label=label
+        )
+        return {key: bytes(value).decode("utf-8") for key, value in zip(keys, outputs["value"].reshape(-1))}
 
     def signatures(self, model, *, version=None, label=None):
         """The model's signatures as the server describes them: {name: {"inputs": {name: (dtype, shape)}, ...}}."""

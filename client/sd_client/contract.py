@@ -35,6 +35,10 @@ SPLIT_MODELS = (TEXT_ENCODER, DIFFUSION_MODEL, DECODER)
 DEFAULT_SIGNATURE = "serving_default"
 FROM_NOISE_SIGNATURE = "from_noise"
 PNG_SIGNATURE = "png"
+PROVENANCE_SIGNATURE = "provenance"
+
+# What every version records about how it was made (the `provenance` signature answers these keys; "" = unknown).
+PROVENANCE_KEYS = ("precision", "source_format", "source_sha256")
 
 _TOKENS = ("int32", ("batch", MAX_PROMPT_TOKENS))
 _CONTEXT = ("float32", ("batch", MAX_PROMPT_TOKENS, CONTEXT_DIM))
@@ -45,6 +49,9 @@ _GUIDANCE = {
     "num_steps": ("int32", ()),
     "guidance_scale": ("float32", ()),
 }
+
+# Only on diffusion_model and text_to_image (TF Serving batches text_encoder and decoder).
+_PROVENANCE = {"inputs": {"key": ("string", ("batch",))}, "outputs": {"value": ("string", ("batch",))}}
 
 # model -> signature -> {"inputs": {name: (dtype, shape)}, "outputs": {...}}
 SIGNATURES = {
@@ -63,6 +70,7 @@ SIGNATURES = {
             "inputs": {**_GUIDANCE, "initial_latent": _LATENT},
             "outputs": {"latent": _LATENT},
         },
+        PROVENANCE_SIGNATURE: _PROVENANCE,
     },
     DECODER: {
         DEFAULT_SIGNATURE: {
@@ -85,6 +93,7 @@ SIGNATURES = {
             },
             "outputs": {"images_bytes": ("string", ("batch",))},
         },
+        PROVENANCE_SIGNATURE: _PROVENANCE,
     },
 }
 

@@ -2,12 +2,14 @@
 
     <prompt>
     Negative prompt: <negative prompt>          (line left out when there is none)
-    Steps: 50, Sampler: DDIM, CFG scale: 7.5, Seed: 42, Size: 512x512, Model: diffusion_model, Model version: 1
+    Steps: 50, Sampler: DDIM, CFG scale: 7.5, Seed: 42, Size: 512x512, Model hash: 0123456789, Model: diffusion_model,
+    Model version: 1, Precision: float32
 
 Model: the served model that made the image: text_to_image (one request) or diffusion_model (the U-Net of the
 text_encoder -> diffusion_model -> decoder chain); both give the same image for the same parameters. Model version:
 the label asked for, else the version number; one export writes every model under one number, so a version names the
-same weights on both paths.
+same weights on both paths. Model hash (the first 10 hex digits of the checkpoint file's sha256, as the SD UIs write
+it) and Precision come from the served version's provenance; each is left out when the version does not record it.
 """
 
 import io
@@ -18,7 +20,20 @@ PARAMETERS_KEY = "parameters"
 SAMPLER = "DDIM"  # the exported diffusion_model's loop (KerasCV's scheduler)
 
 
-def parameters_text(*, prompt, negative_prompt, num_steps, guidance_scale, seed, width, height, model, model_version):
+def parameters_text(
+    *,
+    prompt,
+    negative_prompt,
+    num_steps,
+    guidance_scale,
+    seed,
+    width,
+    height,
+    model,
+    model_version,
+    model_hash=None,
+    precision=None,
+):
     lines = [prompt]
     if negative_prompt:
         lines.append(f"Negative prompt: {negative_prompt}")
@@ -28,10 +43,12 @@ def parameters_text(*, prompt, negative_prompt, num_steps, guidance_scale, seed,
         "CFG scale": f"{guidance_scale:g}",
         "Seed": seed,
         "Size": f"{width}x{height}",
+        "Model hash": model_hash,
         "Model": model,
         "Model version": model_version,
+        "Precision": precision,
     }
-    lines.append(", ".join(f"{key}: {value}" for key, value in settings.items()))
+    lines.append(", ".join(f"{key}: {value}" for key, value in settings.items() if value is not None))
     return "\n".join(lines)
 
 

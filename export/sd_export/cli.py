@@ -8,10 +8,15 @@ import argparse
 import hashlib
 import os
 import sys
+from pathlib import Path
 
 from sd_export import contract
 
 CLIP_VOCAB_SHA256 = "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
+# The file_hash KerasCV checks on its SD v1.4 DiffusionModel download (kcv_diffusion_model.h5): the stock "Model hash".
+KERAS_CV_DIFFUSION_MODEL_SHA256 = "8799ff9763de13d7f30a683d653018e114ed24a6a819667da4f5ee10f9e805fe"
+# OpenAI CLIP's vocabulary (MIT licence), shipped so that exports work offline.
+SHIPPED_CLIP_VOCAB = Path(__file__).parent / "clip" / "bpe_simple_vocab_16e6.txt.gz"
 RANDOM_WEIGHTS_BANNER = """\
 ################################################################################
 #  RANDOM WEIGHTS: no weights were loaded. The exported models are untrained  #
@@ -36,7 +41,7 @@ def parse_args(argv):
     parser.add_argument(
         "--clip-vocab",
         help="CLIP BPE vocabulary (bpe_simple_vocab_16e6.txt.gz) for text_to_image's in-graph tokenizer; "
-        "default: KerasCV's download, checked against its sha256",
+        "default: the copy shipped with sd_export, checked against its sha256",
     )
     parser.add_argument(
         "--no-text-to-image",
@@ -90,9 +95,7 @@ def run(args):
 
     clip_vocab = resolve_clip_vocab(args.clip_vocab) if args.text_to_image else None
     components = build_components(args.height, args.width, sources)
-    provenance = {"weights": sources.describe(), "random_weights": sources.random}
-    if args.ckpt:
-        provenance["ckpt_sha256"] = _sha256(args.ckpt)
+    provenance = {"weights": sources.describe(), "random_weights": sources.random, **source_record(sources)}
     version, seconds = export_repository(
         components,
         args.models_dir,
@@ -108,26 +111,29 @@ def run(args):
     return version
 
 
+def source_record(sources):
+    """The provenance values of the U-Net's checkpoint (what the SD UIs call the model and hash)."""
+    from sd_export.provenance import record
+
+    if sources.random:
+        return record(source_format="random")
+    if sources.diffusion_model is None:
+        return record(source_format="keras_cv_download", source_sha256=KERAS_CV_DIFFUSION_MODEL_SHA256)
+    return record(source_format="keras_h5", source_sha256=_sha256(sources.diffusion_model))
+
+
 def resolve_clip_vocab(path):
-    """A local vocabulary file, or KerasCV's cached download of it (same URL and sha256 as SimpleTokenizer)."""
+    """A local vocabulary file, else the copy shipped with sd_export, checked against CLIP's sha256."""
     if path is not None:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"CLIP vocabulary {path}: no such file (bpe_simple_vocab_16e6.txt.gz)")
         return path
-    import keras
-
-    try:
-        return keras.utils.get_file(
-            "bpe_simple_vocab_16e6.txt.gz",
-            "https://github.com/openai/CLIP/blob/main/clip/bpe_simple_vocab_16e6.txt.gz?raw=true",
-            file_hash=CLIP_VOCAB_SHA256,
-        )
-    except Exception as error:
-        first_line = (str(error).strip() or type(error).__name__).splitlines()[0]
+    if not SHIPPED_CLIP_VOCAB.is_file() or _sha256(SHIPPED_CLIP_VOCAB) != CLIP_VOCAB_SHA256:
         raise RuntimeError(
-            f"could not download the CLIP vocabulary ({first_line}); pass --clip-vocab PATH (CLIP_VOCAB=) "
-            "or --no-text-to-image"
-        ) from None
+            f"the CLIP vocabulary shipped with sd_export ({SHIPPED_CLIP_VOCAB}) is missing or damaged: reinstall "
+            "sd_export, or pass --clip-vocab PATH (CLIP_VOCAB=)"
+        )
+    return SHIPPED_CLIP_VOCAB
 
 
 def _sha256(path):

@@ -34,6 +34,12 @@ SPLIT_MODELS = (TEXT_ENCODER, DIFFUSION_MODEL, DECODER)
 DEFAULT_SIGNATURE = "serving_default"
 FROM_NOISE_SIGNATURE = "from_noise"
 PNG_SIGNATURE = "png"
+PROVENANCE_SIGNATURE = "provenance"
+
+# What every version records about how it was made (the `provenance` signature answers these keys; values are strings,
+# "" where unknown). source_sha256 is the checkpoint file's sha256: the common SD UIs show its first 10 hex digits as
+# the "Model hash".
+PROVENANCE_KEYS = ("precision", "source_format", "source_sha256")
 
 _TOKENS = ("int32", ("batch", MAX_PROMPT_TOKENS))
 _CONTEXT = ("float32", ("batch", MAX_PROMPT_TOKENS, CONTEXT_DIM))
@@ -44,6 +50,10 @@ _GUIDANCE = {
     "num_steps": ("int32", ()),
     "guidance_scale": ("float32", ()),
 }
+
+# Only on diffusion_model and text_to_image: TF Serving batches text_encoder and decoder, and a model's record is the
+# same for every model of its version.
+_PROVENANCE = {"inputs": {"key": ("string", ("batch",))}, "outputs": {"value": ("string", ("batch",))}}
 
 # model -> signature -> {"inputs": {name: (dtype, shape)}, "outputs": {...}}
 SIGNATURES = {
@@ -62,6 +72,7 @@ SIGNATURES = {
             "inputs": {**_GUIDANCE, "initial_latent": _LATENT},
             "outputs": {"latent": _LATENT},
         },
+        PROVENANCE_SIGNATURE: _PROVENANCE,
     },
     DECODER: {
         DEFAULT_SIGNATURE: {
@@ -84,6 +95,7 @@ SIGNATURES = {
             },
             "outputs": {"images_bytes": ("string", ("batch",))},
         },
+        PROVENANCE_SIGNATURE: _PROVENANCE,
     },
 }
 

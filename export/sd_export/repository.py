@@ -97,7 +97,13 @@ def save_servable(servable, version_dir, name, height, width, max_batch, provena
 
     from sd_export.warmup import write_warmup
 
-    tf.saved_model.save(servable, str(version_dir), signatures=servable.signatures())
+    from sd_export.provenance import provenance_function
+
+    signatures = servable.signatures()
+    if contract.PROVENANCE_SIGNATURE in contract.SIGNATURES[name]:
+        values = {key: str(provenance.get(key, "")) for key in contract.PROVENANCE_KEYS}
+        signatures[contract.PROVENANCE_SIGNATURE] = provenance_function(name, values).get_concrete_function()
+    tf.saved_model.save(servable, str(version_dir), signatures=signatures)
     write_warmup(version_dir, name, height, width)
     if name in BATCHED_MODELS:
         (version_dir / BATCHING_PARAMS_FILE).write_text(batching_params(max_batch))

@@ -14,6 +14,8 @@ from sd_client.errors import NotFound
 from sd_client.transports.base import VersionStatus
 
 SIZE = 128  # pixels; latent 16 x 16
+# What the fake's `provenance` signature answers.
+PROVENANCE = {"precision": "bfloat16", "source_format": "ldm_safetensors", "source_sha256": "0123456789abcdef" * 4}
 
 
 def solid_png(value, size=SIZE):
@@ -51,6 +53,8 @@ class FakeTransport:
         self.calls.append(("predict", model, signature, inputs, version, label))
         if model not in self.served:
             raise NotFound(f"Servable not found for request: Latest({model})")
+        if signature == contract.PROVENANCE_SIGNATURE:
+            return {"value": np.array([PROVENANCE[k.decode()].encode() for k in inputs["key"]], dtype=object)}
         if model == contract.TEXT_ENCODER:
             shape = (len(inputs["tokens"]), contract.MAX_PROMPT_TOKENS, contract.CONTEXT_DIM)
             return {
@@ -73,7 +77,8 @@ class FakeTransport:
         raise AssertionError(model)
 
     def predictions(self):
-        return [c for c in self.calls if c[0] == "predict"]
+        """The generation requests (the provenance lookups generate() makes for the PNG metadata left out)."""
+        return [c for c in self.calls if c[0] == "predict" and c[2] != contract.PROVENANCE_SIGNATURE]
 
 
 class FakeRestServer:

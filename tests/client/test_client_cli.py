@@ -40,7 +40,10 @@ def test_generate_writes_one_png_per_image_and_a_grid(transport, tmp_path, capsy
         assert f"{out / name}\tseed {42 + i}" in printed.out
         parameters = png.read_text((out / name).read_bytes())
         assert parameters.startswith("Yoda\nNegative prompt: blurry\nSteps: 20, Sampler: DDIM, CFG scale: 6.5, ")
-        assert f"Seed: {42 + i}, Size: 128x128, Model: diffusion_model, Model version: pokemon" in parameters
+        assert parameters.endswith(
+            f"Seed: {42 + i}, Size: 128x128, Model hash: 0123456789, Model: diffusion_model, Model version: pokemon, "
+            "Precision: bfloat16"
+        )  # the hash and precision: the served version's provenance (client_fakes.PROVENANCE)
     assert Image.open(out / "grid.png").size == (2 * 128, 2 * 128)  # 3 images: 2 columns, 2 rows
     # which models make the images, then the elapsed time, on stderr
     route = "generating 3 images with text_encoder -> diffusion_model -> decoder (three requests)"

@@ -128,6 +128,7 @@ def test_the_cli_against_the_server(server, clip_vocab_path, tmp_path):
     assert "generating 2 images with text_encoder -> diffusion_model -> decoder (three requests)..." in done.stderr
     assert "image-1-seed-43.png\tseed 43" in done.stdout
     data = (tmp_path / "image-0-seed-42.png").read_bytes()
-    assert "Seed: 42, Size: 128x128, Model: diffusion_model, Model version: stock" in png.read_text(data)
+    expected = "Seed: 42, Size: 128x128, Model hash: 1111111111, Model: diffusion_model, Model version: stock"
+    assert expected in png.read_text(data)
     assert (tmp_path / "grid.png").is_file()
 

@@ -114,12 +114,13 @@ def test_png_parameters_in_the_sd_ui_form(client):
     (result,) = client.generate("a cat, 4k", negative_prompt="blurry", num_steps=30, guidance_scale=7.5, seed=42)
     assert result.parameters == (
         "a cat, 4k\nNegative prompt: blurry\n"
-        "Steps: 30, Sampler: DDIM, CFG scale: 7.5, Seed: 42, Size: 128x128, Model: diffusion_model, Model version: 3"
+        "Steps: 30, Sampler: DDIM, CFG scale: 7.5, Seed: 42, Size: 128x128, Model hash: 0123456789, "
+        "Model: diffusion_model, Model version: 3, Precision: bfloat16"
     )
     assert png.read_text(result.png) == result.parameters
     (unicode,) = client.generate("東京の夜景", seed=1, version=2)
     assert unicode.parameters.startswith("東京の夜景\nSteps: 50,")
-    assert unicode.parameters.endswith("Model version: 2")
+    assert unicode.parameters.endswith("Model version: 2, Precision: bfloat16")
     assert unicode.image.size == (128, 128)
 
 

@@ -119,8 +119,10 @@ def test_labels_and_versions_choose_the_weights(clients):
     assert not np.array_equal(stock[0].array, tuned[0].array)
     np.testing.assert_array_equal(latest[0].array, tuned[0].array)  # tuned is version 2, the latest
     np.testing.assert_array_equal(client.generate(PROMPT, num_steps=STEPS, seed=5, version=1)[0].array, stock[0].array)
-    assert stock[0].parameters.endswith("Model: text_to_image, Model version: stock")
-    assert latest[0].parameters.endswith("Model: text_to_image, Model version: 2")
+    # the hash is the version's checkpoint (tests/standins.py PROVENANCE): each label names its own
+    tail = "Model: text_to_image, Model version: {}, Precision: float32"
+    assert stock[0].parameters.endswith("Model hash: 1111111111, " + tail.format("stock"))
+    assert latest[0].parameters.endswith("Model hash: 2222222222, " + tail.format(2))
     with pytest.raises(NotFound):
         client.generate(PROMPT, num_steps=STEPS, seed=5, version=7)  # neither path serves it
 
@@ -174,8 +176,8 @@ def test_the_cli_says_which_path_and_records_it(one_request_server, clip_vocab_p
     assert "image-1-seed-43.png\tseed 43" in done.stdout
     data = (tmp_path / "image-0-seed-42.png").read_bytes()
     assert png.read_text(data) == (
-        f"{PROMPT}\nSteps: {STEPS}, Sampler: DDIM, CFG scale: 7.5, Seed: 42, Size: 128x128, Model: text_to_image, "
-        "Model version: stock"
+        f"{PROMPT}\nSteps: {STEPS}, Sampler: DDIM, CFG scale: 7.5, Seed: 42, Size: 128x128, Model hash: 1111111111, "
+        "Model: text_to_image, Model version: stock, Precision: float32"
     )
     expected = chain.generate(PROMPT, num_images=2, num_steps=STEPS, seed=42, label="stock")
     for index, result in enumerate(expected):
