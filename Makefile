@@ -54,7 +54,7 @@ help:
 $(BIN)/.installed: export/pyproject.toml serving/pyproject.toml client/pyproject.toml tests/requirements.txt constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e ./export -e ./serving -e "./client[local]" -r tests/requirements.txt
+	$(BIN)/pip install --quiet -c constraints.txt -e ./export -e ./serving -e "./client[local,ui]" -r tests/requirements.txt
 	touch $@
 
 install: $(BIN)/.installed install-system

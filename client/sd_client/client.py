@@ -379,6 +379,12 @@ class Client:
                 report[model] = e
         return report
 
+    def samplers(self, *, version=None, label=None):
+        """The samplers the served version offers. Stand-in until the sampler signatures land (then it is replaced):
+        the exported diffusion_model runs DDIM only."""
+        _check_version(version, label)
+        return [png.SAMPLER]
+
     def signatures(self, model, *, version=None, label=None):
         """The model's signatures as the server describes them: {name: {"inputs": {name: (dtype, shape)}, ...}}."""
         _check_version(version, label)
