@@ -22,26 +22,28 @@ def build_page(studio):
     samplers = studio.samplers(titles[0])
     with gr.Blocks(title="Stable Diffusion on TF Serving", analytics_enabled=False) as page:
         gr.Markdown("## Stable Diffusion v1.4 on TensorFlow Serving")
-        with gr.Tab("Generate"):
-            prompt = gr.Textbox(label="Prompt", lines=2, elem_id="prompt")
-            negative = gr.Textbox(label="Negative prompt", elem_id="negative-prompt")
-            with gr.Row():
-                model = gr.Dropdown(titles, value=titles[0], label="Model version or label", elem_id="model")
-                sampler = gr.Dropdown(samplers, value=samplers[0], label="Sampler", elem_id="sampler")
-            settings = _settings(studio)
-            button = gr.Button("Generate", variant="primary", elem_id="generate")
-            status = gr.Markdown(elem_id="status")
-            gallery = gr.Gallery(label="Images", columns=4, buttons=["download"], elem_id="gallery")
-        with gr.Tab("Compare"):
-            compare_prompt = gr.Textbox(label="Prompt", lines=2)
-            compare_negative = gr.Textbox(label="Negative prompt")
-            with gr.Row():
-                model_a = gr.Dropdown(titles, value=titles[0], label="Left: version or label")
-                model_b = gr.Dropdown(titles, value=titles[-1], label="Right: version or label")
-            compare_settings = _settings(studio)
-            compare_button = gr.Button("Compare", variant="primary")
-            compare_status = gr.Markdown()
-            compare_gallery = gr.Gallery(label="One row per seed", columns=2, buttons=["download"])
+        with gr.Tab("Generate"), gr.Row():
+            with gr.Column():
+                prompt = gr.Textbox(label="Prompt", lines=2, elem_id="prompt")
+                negative = gr.Textbox(label="Negative prompt", elem_id="negative-prompt")
+                with gr.Row():
+                    model = gr.Dropdown(titles, value=titles[0], label="Model version or label", elem_id="model")
+                    sampler = gr.Dropdown(samplers, value=samplers[0], label="Sampler", elem_id="sampler")
+                settings = _settings(studio, "")
+                button = gr.Button("Generate", variant="primary", elem_id="generate")
+                status = gr.Markdown(elem_id="status")
+            gallery = gr.Gallery(label="Images", columns=2, height=560, buttons=["download"], elem_id="gallery")
+        with gr.Tab("Compare"), gr.Row():
+            with gr.Column():
+                compare_prompt = gr.Textbox(label="Prompt", lines=2)
+                compare_negative = gr.Textbox(label="Negative prompt")
+                with gr.Row():
+                    model_a = gr.Dropdown(titles, value=titles[0], label="Left: version or label")
+                    model_b = gr.Dropdown(titles, value=titles[-1], label="Right: version or label")
+                compare_settings = _settings(studio, "")
+                compare_button = gr.Button("Compare", variant="primary")
+                compare_status = gr.Markdown()
+            compare_gallery = gr.Gallery(label="One row per seed", columns=2, height=560, buttons=["download"])
 
         def refresh():
             """The served versions and labels, asked again at every page load (a new export shows up)."""
@@ -79,13 +81,18 @@ def build_page(studio):
     return page
 
 
-def _settings(studio):
+def _settings(studio, prefix):
     """steps, guidance, seed, number of images: the bounds are the client's, checked by Gradio before the call."""
     with gr.Row():
-        steps = gr.Number(DEFAULT_NUM_STEPS, label="Steps", precision=0, minimum=1, maximum=contract.MAX_NUM_STEPS)
-        guidance = gr.Number(DEFAULT_GUIDANCE_SCALE, label="Guidance (CFG scale)")
-        seed = gr.Number(RANDOM_SEED, label="Seed (-1: random)", precision=0, minimum=RANDOM_SEED)
-        count = gr.Number(1, label="Images", precision=0, minimum=1, maximum=studio.client.max_images)
+        steps = gr.Number(
+            DEFAULT_NUM_STEPS, label="Steps", elem_id=f"{prefix}steps", precision=0, minimum=1, maximum=contract.MAX_NUM_STEPS
+        )
+        guidance = gr.Number(DEFAULT_GUIDANCE_SCALE, label="Guidance (CFG scale)", elem_id=f"{prefix}guidance")
+    with gr.Row():
+        seed = gr.Number(RANDOM_SEED, label="Seed (-1: random)", elem_id=f"{prefix}seed", precision=0, minimum=RANDOM_SEED)
+        count = gr.Number(
+            1, label="Images", elem_id=f"{prefix}images", precision=0, minimum=1, maximum=studio.client.max_images
+        )
     return steps, guidance, seed, count
 
 
