@@ -100,7 +100,8 @@ def _run(studio, titles, prompt, negative, sampler, steps, guidance, seed, count
     """Yield (gallery, status) after each image; the gallery holds one row per seed, one column per model."""
     try:
         choices = [find_choice(studio.choices(), title) for title in titles]
-        seeds = resolve_seeds(None if seed == RANDOM_SEED else int(seed), int(count))
+        # An emptied field means the default: a random seed, one image.
+        seeds = resolve_seeds(None if seed in (None, RANDOM_SEED) else int(seed), 1 if count is None else int(count))
         sampler = sampler or DEFAULT_SAMPLER
         gallery, started = [], time.monotonic()
         total = len(seeds) * len(choices)
