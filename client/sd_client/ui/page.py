@@ -4,6 +4,7 @@ Images are made one request per image so that the page shows each as it arrives,
 serves the client's PNG files as they are (with their `parameters` chunk): its download button saves that file.
 """
 
+import contextlib
 import time
 
 import gradio as gr
@@ -40,19 +41,21 @@ def build_page(studio):
                 with gr.Row():
                     model_a = gr.Dropdown(titles, value=titles[0], label="Left: version or label")
                     model_b = gr.Dropdown(titles, value=titles[-1], label="Right: version or label")
-                compare_settings = _settings(studio, "")
+                compare_settings = _settings(studio, "compare-")
                 compare_button = gr.Button("Compare", variant="primary")
                 compare_status = gr.Markdown()
             compare_gallery = gr.Gallery(label="One row per seed", columns=2, height=560, buttons=["download"])
 
         def refresh():
             """The served versions and labels, asked again at every page load (a new export shows up)."""
-            titles = [c.title for c in studio.choices()]
+            with _errors_as_messages():
+                titles = [c.title for c in studio.choices()]
             first, last = gr.Dropdown(choices=titles, value=titles[0]), gr.Dropdown(choices=titles, value=titles[-1])
             return first, first, last
 
         def samplers_of(title):
-            names = studio.samplers(title)
+            with _errors_as_messages():
+                names = studio.samplers(title)
             return gr.Dropdown(choices=names, value=names[0])
 
         def generate(prompt, negative, title, sampler, steps, guidance, seed, count, progress=gr.Progress()):
@@ -98,19 +101,26 @@ def _settings(studio, prefix):
 
 def _run(studio, titles, prompt, negative, sampler, steps, guidance, seed, count, progress):
     """Yield (gallery, status) after each image; the gallery holds one row per seed, one column per model."""
-    try:
+    with _errors_as_messages():
         choices = [find_choice(studio.choices(), title) for title in titles]
         # An emptied field means the default: a random seed, one image.
         seeds = resolve_seeds(None if seed in (None, RANDOM_SEED) else int(seed), 1 if count is None else int(count))
         sampler = sampler or DEFAULT_SAMPLER
         gallery, started = [], time.monotonic()
         total = len(seeds) * len(choices)
-        for index, image_seed in enumerate(seeds):
+        for image_seed in seeds:
             for choice in choices:
                 done = len(gallery)
-                progress(done / total, desc=f"image {done + 1} of {total}")
+                progress(done / total, desc=f"image {done + 1} of {total}, {time.monotonic() - started:.0f} s")
                 result = studio.generate_one(prompt, negative or None, steps, guidance, image_seed, choice, sampler)
                 gallery.append((studio.save(result), f"{choice.title} · seed {result.seed}"))
                 yield gallery, f"{len(gallery)} of {total} images, {time.monotonic() - started:.1f} s"
+
+
+@contextlib.contextmanager
+def _errors_as_messages():
+    """The client's and the server's errors as a message in the page (Gradio's error toast), without a traceback."""
+    try:
+        yield
     except SdClientError as e:
         raise gr.Error(str(e), print_exception=False) from None
