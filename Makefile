@@ -17,7 +17,7 @@ MODELS ?= models
 # Another CLIP vocabulary file for the tokenizers; by default the copy shipped in sd_export and sd_client is used.
 CLIP_VOCAB ?=
 
-# Client and local-server options.
+# Client and local-server options. LABELS: version labels the page offers (TF Serving cannot list them).
 PROMPT ?= a photograph of an astronaut riding a horse
 URL ?= http://127.0.0.1:8501
 OUT ?= out
@@ -28,6 +28,9 @@ REST_PORT ?= 8501
 GRPC_PORT ?= 8500
 # models.config serves the three split models; text_to_image.config the one-request model (one or the other).
 MODEL_CONFIG ?= models.config
+UI_HOST ?= 127.0.0.1
+UI_PORT ?= 7860
+LABELS ?=
 
 EXPORT_FLAGS = --height $(HEIGHT) --width $(WIDTH) --models-dir $(MODELS) \
 	$(if $(CKPT),--ckpt $(CKPT)) $(if $(TEXT_ENCODER),--text-encoder $(TEXT_ENCODER)) \
@@ -35,7 +38,7 @@ EXPORT_FLAGS = --height $(HEIGHT) --width $(WIDTH) --models-dir $(MODELS) \
 	$(if $(LABEL),--label $(LABEL)) $(if $(RANDOM_WEIGHTS),--random-weights) \
 	$(if $(CLIP_VOCAB),--clip-vocab $(CLIP_VOCAB))
 
-.PHONY: help install install-system export serve serve-cpu serve-local generate demo test bench clean
+.PHONY: help install install-system export serve serve-cpu serve-local generate ui demo test bench clean
 
 help:
 	@echo "make install            create .venv and install export/, serving/, client/ and the test tools"
@@ -46,6 +49,7 @@ help:
 	@echo "make serve-local        the local stand-in server (no Docker, no GPU) on the same ports"
 	@echo "                        on a CPU, TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1 make serve-local: faster, twice the memory"
 	@echo "make generate PROMPT=.. the client against whichever server is up (URL=$(URL))"
+	@echo "make ui                 the web page and the AUTOMATIC1111 API on http://127.0.0.1:$(UI_PORT)/ (URL=, LABELS=)"
 	@echo "make demo               export (random weights if none can be had), serve locally, generate, stop"
 	@echo "make test               install, then run the whole test suite"
 	@echo "make bench              benchmarks: exported chain vs KerasCV, client transports, local server"
@@ -54,15 +58,18 @@ help:
 $(BIN)/.installed: export/pyproject.toml serving/pyproject.toml client/pyproject.toml tests/requirements.txt constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e ./export -e ./serving -e "./client[local]" -r tests/requirements.txt
+	$(BIN)/pip install --quiet -c constraints.txt -e ./export -e ./serving -e "./client[local,ui]" -r tests/requirements.txt
 	touch $@
 
 install: $(BIN)/.installed install-system
 
-# curl (a test drives the server with it) and Debian's docker-compose (validates compose.yaml without an engine).
+# curl (a test drives the server with it), Debian's docker-compose (validates compose.yaml without an engine), and
+# Debian's chromium with its chromedriver (a test drives the web page in a real browser; no driver download).
 install-system:
 	@missing=""; command -v curl >/dev/null || missing="$$missing curl"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -85,6 +92,10 @@ serve-local: $(BIN)/.installed
 generate: $(BIN)/.installed
 	$(BIN)/sd-client generate "$(PROMPT)" --url $(URL) -n $(N) --steps $(STEPS) --seed $(SEED) --out $(OUT) \
 		$(if $(LABEL),--label $(LABEL)) $(if $(VERSION),--version $(VERSION)) $(if $(CLIP_VOCAB),--vocab $(CLIP_VOCAB))
+
+ui: $(BIN)/.installed
+	$(BIN)/sd-client ui --url $(URL) --host $(UI_HOST) --port $(UI_PORT) $(foreach label,$(LABELS),--label $(label)) \
+		$(if $(CLIP_VOCAB),--vocab $(CLIP_VOCAB))
 
 # The demo exports at 256x256 unless HEIGHT/WIDTH are given on the command line (512 takes long on a CPU).
 demo: $(BIN)/.installed

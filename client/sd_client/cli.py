@@ -4,6 +4,7 @@
         --url http://127.0.0.1:8501 --out out/
     sd-client health --url grpc://127.0.0.1:8500
     sd-client compare "Yoda" --labels stock pokemon -n 2 --seed 42 --out out/
+    sd-client ui --url grpc://127.0.0.1:8500 --label stock --label pokemon    # http://127.0.0.1:7860/
 
 Without --url (or $SD_CLIENT_URL) the models run in this process from ./models (needs the [local] extra).
 generate and compare make one request to text_to_image when it is served, else chain the three split models; stderr
@@ -73,6 +74,14 @@ def build_parser():
     which.add_argument("--versions", nargs=2, type=_non_negative_int, metavar=("A", "B"), help="two versions")
     _add_connection_options(compare)
     compare.set_defaults(run=run_compare)
+
+    ui = commands.add_parser("ui", help="the web page and the AUTOMATIC1111 API on one port (the [ui] extra)")
+    ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    ui.add_argument("--port", type=_positive_int, default=7860, help="port (default 7860)")
+    ui.add_argument("--label", action="append", default=[], help="a version label to offer (repeat; TF Serving "
+                    "cannot list labels, an in-process run reads them from the repository)")  # fmt: skip
+    _add_connection_options(ui)
+    ui.set_defaults(run=run_ui)
     return parser
 
 
@@ -178,6 +187,18 @@ def run_compare(args):
     path = args.out / "compare.png"
     side_by_side([(name, [r.image for r in results]) for name, results in rows]).save(path)
     print(path)
+    return 0
+
+
+def run_ui(args):
+    try:
+        from .ui import serve
+    except ModuleNotFoundError as e:
+        if e.name.split(".")[0] not in ("gradio", "fastapi", "uvicorn", "pydantic"):
+            raise
+        raise SdClientError('the web UI needs Gradio, which is not installed: pip install "./client[ui]"') from e
+    with _client(args) as client:
+        serve(client, labels=args.label, host=args.host, port=args.port)
     return 0
 
 

@@ -388,6 +388,12 @@ class Client:
         )
         return {key: bytes(value).decode("utf-8") for key, value in zip(keys, outputs["value"].reshape(-1))}
 
+    def samplers(self, *, version=None, label=None):
+        """The samplers the served version offers. Stand-in until the sampler signatures land (then it is replaced):
+        the exported diffusion_model runs DDIM only."""
+        _check_version(version, label)
+        return [png.SAMPLER]
+
     def signatures(self, model, *, version=None, label=None):
         """The model's signatures as the server describes them: {name: {"inputs": {name: (dtype, shape)}, ...}}."""
         _check_version(version, label)

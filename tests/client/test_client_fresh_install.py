@@ -1,5 +1,6 @@
-"""`pip install ./client` into a fresh virtualenv: no TensorFlow or Keras installed or imported, and the CLI from that
-environment works over both transports against the local server, giving the same images as this environment's client.
+"""`pip install ./client` into a fresh virtualenv: no TensorFlow or Keras (nor Gradio) installed or imported, and the
+CLI from that environment works over both transports against the local server, giving the same images as this
+environment's client; `sd-client ui` says which extra it needs.
 """
 
 import subprocess
@@ -14,7 +15,7 @@ from server_process import running_server
 from sd_client import Client
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("tensorflow", "keras", "keras_cv", "tf_keras", "tensorflow_text")
+HEAVY = ("tensorflow", "keras", "keras_cv", "tf_keras", "tensorflow_text", "gradio", "fastapi", "uvicorn")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def test_nothing_heavy_is_installed_or_imported(fresh_venv):
     names = {line.split("==")[0].replace("-", "_") for line in installed.split()}
     assert "sd_client" in names and not names & set(HEAVY)
     code = (
-        "import sys, sd_client, sd_client.transports.rest, sd_client.transports.grpc_api; "
+        "import sys, sd_client, sd_client.cli, sd_client.transports.rest, sd_client.transports.grpc_api; "
         f"print([m for m in sys.modules if m.split('.')[0] in {HEAVY!r}])"
     )
     imported = subprocess.run([str(fresh_venv / "bin/python"), "-c", code], capture_output=True, text=True, check=True)
@@ -54,3 +55,10 @@ def test_the_fresh_cli_works_over_rest_and_grpc(fresh_venv, standin_repository, 
             assert done.returncode == 0, done.stderr
             with Image.open(out / "image-0-seed-9.png") as image:
                 assert np.abs(np.asarray(image).astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_the_fresh_cli_says_the_ui_needs_its_extra(fresh_venv):
+    command = [str(fresh_venv / "bin/sd-client"), "ui", "--url", "http://127.0.0.1:9"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip() == 'sd-client: error: the web UI needs Gradio, which is not installed: pip install "./client[ui]"'

@@ -1,10 +1,16 @@
-"""`pip install ./client` must pull no TensorFlow or Keras; the extra [local] brings TensorFlow."""
+"""`pip install ./client` must pull no TensorFlow or Keras, nor Gradio; the extra [local] brings TensorFlow, [ui] Gradio.
+Only sd_client.ui imports Gradio or the web stack that comes with it."""
+
+import ast
+from pathlib import Path
 
 import importlib.metadata
 import re
 
 from packaging.requirements import Requirement
 
+WEB = {"gradio", "gradio-client", "fastapi", "uvicorn", "starlette", "pydantic"}  # the ui extra's stack
+UI_PACKAGE = Path(__file__).resolve().parents[2] / "client/sd_client/ui"
 HEAVY = {"tensorflow", "tensorflow-cpu", "tf-keras", "keras", "keras-cv", "tensorflow-text", "tensorflow-serving-api"}
 
 
@@ -34,6 +40,30 @@ def test_the_default_install_pulls_no_tensorflow_or_keras():
     closure = _closure("sd-client")
     assert {"requests", "grpcio", "protobuf", "numpy", "pillow"} <= closure
     assert not closure & HEAVY, closure & HEAVY
+
+
+def test_the_default_install_pulls_no_web_stack_and_the_ui_extra_does():
+    assert not _closure("sd-client") & WEB, _closure("sd-client") & WEB
+    assert {"gradio", "fastapi", "uvicorn", "pydantic"} <= _closure("sd-client", extras=("ui",))
+
+
+def test_only_the_ui_package_imports_the_web_stack():
+    modules = {name.replace("-", "_") for name in WEB}
+    offenders = []
+    for path in UI_PACKAGE.parent.rglob("*.py"):
+        if UI_PACKAGE in path.parents:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            if any(name.split(".")[0] in modules for name in names):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert not offenders
+    assert any(UI_PACKAGE.glob("*.py"))  # the walk sees the package it leaves out
 
 
 def test_the_local_extra_brings_tensorflow():
