@@ -35,6 +35,12 @@ SPLIT_MODELS = (TEXT_ENCODER, DIFFUSION_MODEL, DECODER)
 DEFAULT_SIGNATURE = "serving_default"
 FROM_NOISE_SIGNATURE = "from_noise"
 PNG_SIGNATURE = "png"
+# The samplers, chosen per request: the signatures below take a `sampler` input (one of these names, case ignored);
+# serving_default and from_noise run DDIM, KerasCV's sampler.
+SAMPLER_SIGNATURE = "with_sampler"
+SAMPLER_FROM_NOISE_SIGNATURE = "with_sampler_from_noise"
+SAMPLERS = ("DDIM", "DPM++ 2M", "DPM++ 2M Karras", "Euler", "Euler a")
+DEFAULT_SAMPLER = "DDIM"
 
 _TOKENS = ("int32", ("batch", MAX_PROMPT_TOKENS))
 _CONTEXT = ("float32", ("batch", MAX_PROMPT_TOKENS, CONTEXT_DIM))
@@ -44,6 +50,15 @@ _GUIDANCE = {
     "unconditional_context": _CONTEXT,
     "num_steps": ("int32", ()),
     "guidance_scale": ("float32", ()),
+}
+_SEED = ("int32", ("batch",))
+_SAMPLER = ("string", ())
+_TEXT_TO_IMAGE_INPUTS = {
+    "prompt": ("string", ("batch",)),
+    "negative_prompt": ("string", ("batch",)),
+    "num_steps": ("int32", ()),
+    "guidance_scale": ("float32", ()),
+    "seed": _SEED,
 }
 
 # model -> signature -> {"inputs": {name: (dtype, shape)}, "outputs": {...}}
@@ -56,11 +71,20 @@ SIGNATURES = {
     },
     DIFFUSION_MODEL: {
         DEFAULT_SIGNATURE: {
-            "inputs": {**_GUIDANCE, "seed": ("int32", ("batch",))},
+            "inputs": {**_GUIDANCE, "seed": _SEED},
             "outputs": {"latent": _LATENT},
         },
         FROM_NOISE_SIGNATURE: {
             "inputs": {**_GUIDANCE, "initial_latent": _LATENT},
+            "outputs": {"latent": _LATENT},
+        },
+        SAMPLER_SIGNATURE: {
+            "inputs": {**_GUIDANCE, "seed": _SEED, "sampler": _SAMPLER},
+            "outputs": {"latent": _LATENT},
+        },
+        # seed: the per-step noise of ancestral samplers (Euler a); the start is initial_latent.
+        SAMPLER_FROM_NOISE_SIGNATURE: {
+            "inputs": {**_GUIDANCE, "initial_latent": _LATENT, "seed": _SEED, "sampler": _SAMPLER},
             "outputs": {"latent": _LATENT},
         },
     },
@@ -76,13 +100,11 @@ SIGNATURES = {
     },
     TEXT_TO_IMAGE: {
         DEFAULT_SIGNATURE: {
-            "inputs": {
-                "prompt": ("string", ("batch",)),
-                "negative_prompt": ("string", ("batch",)),
-                "num_steps": ("int32", ()),
-                "guidance_scale": ("float32", ()),
-                "seed": ("int32", ("batch",)),
-            },
+            "inputs": _TEXT_TO_IMAGE_INPUTS,
+            "outputs": {"images_bytes": ("string", ("batch",))},
+        },
+        SAMPLER_SIGNATURE: {
+            "inputs": {**_TEXT_TO_IMAGE_INPUTS, "sampler": _SAMPLER},
             "outputs": {"images_bytes": ("string", ("batch",))},
         },
     },

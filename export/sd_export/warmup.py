@@ -31,6 +31,7 @@ def example_inputs(model, signature, height, width):
         "latent": np.zeros(latent_shape, np.float32),
         "prompt": np.array([b"warmup"], object),
         "negative_prompt": np.array([b""], object),
+        "sampler": np.array(contract.SAMPLERS[-1].encode(), object),  # any name: every sampler shares the U-Net call
     }
     return {name: values[name] for name in contract.SIGNATURES[model][signature]["inputs"]}
 
