@@ -80,7 +80,8 @@ class LocalTransport:
 
     def signatures(self, model, *, version=None, label=None):
         loaded = self._load(model, self._resolve_version(model, version, label))
-        return {name: loaded.describe(name) for name in loaded.signature_defs}
+        # TensorFlow's own __saved_model_init_op is no serving signature (sd-model-server's metadata leaves it out too).
+        return {name: loaded.describe(name) for name in loaded.signature_defs if not name.startswith("__")}
 
     def _served(self, model):
         served = self._models.get(model)
