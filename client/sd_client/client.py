@@ -336,7 +336,7 @@ class Client:
                 f"unconditional_context has shape {unconditional_context.shape}, context {context.shape}"
             )
         self._check_batch(batch)
-        _check_int("num_steps", num_steps, 1, contract.MAX_NUM_STEPS)
+        _check_int("num_steps", num_steps, 1, _max_steps(sampler))
         _check_guidance(guidance_scale)
         _check_version(version, label)
         inputs = {
@@ -417,7 +417,8 @@ class Client:
         _check_int("num_images", num_images, 1, None)
         total = len(prompts) * num_images
         self._check_batch(total)
-        _check_int("num_steps", num_steps, 1, contract.MAX_NUM_STEPS)
+        sampler = canonical_sampler(sampler)
+        _check_int("num_steps", num_steps, 1, _max_steps(sampler))
         _check_guidance(guidance_scale)
         _check_version(version, label)
         return _Plan(
@@ -428,7 +429,7 @@ class Client:
             guidance_scale=float(guidance_scale),
             version=None if version is None else int(version),
             label=label,
-            sampler=canonical_sampler(sampler),
+            sampler=sampler,
         )
 
     def _check_batch(self, count):
@@ -465,6 +466,10 @@ def canonical_sampler(name):
     if not isinstance(name, str) or name.lower() not in by_lower:
         raise ValidationError(f"sampler {name!r} is not one of {', '.join(contract.SAMPLERS)} (case ignored)")
     return by_lower[name.lower()]
+
+
+def _max_steps(sampler):
+    return contract.SAMPLER_MAX_STEPS.get(sampler, contract.MAX_NUM_STEPS)
 
 
 def _with_sampler(inputs, sampler, ddim_signature, sampler_signature):

@@ -41,6 +41,8 @@ SAMPLER_SIGNATURE = "with_sampler"
 SAMPLER_FROM_NOISE_SIGNATURE = "with_sampler_from_noise"
 SAMPLERS = ("DDIM", "DPM++ 2M", "DPM++ 2M Karras", "Euler", "Euler a")
 DEFAULT_SAMPLER = "DDIM"
+# Fewer steps than MAX_NUM_STEPS for some: DPM++ 2M's spacing repeats a timestep at 1000 steps (a division by zero).
+SAMPLER_MAX_STEPS = {"DPM++ 2M": MAX_NUM_STEPS - 1}
 
 _TOKENS = ("int32", ("batch", MAX_PROMPT_TOKENS))
 _CONTEXT = ("float32", ("batch", MAX_PROMPT_TOKENS, CONTEXT_DIM))

@@ -57,7 +57,7 @@ class DiffusionModelServable(Servable):
 
         @tf.function(input_signature=signature_of(contract.SAMPLER_SIGNATURE))
         def with_sampler(context, unconditional_context, num_steps, guidance_scale, seed, sampler):
-            index, sampler_check = samplers.sampler_index(sampler)
+            index, sampler_check = samplers.sampler_index(sampler, num_steps)
             more = checks.seed_checks(seed) + sampler_check
             *guidance, seed = checked(context, unconditional_context, num_steps, guidance_scale, {"seed": seed}, more)
             noise = samplers.initial_noise(seed, latent_height, latent_width)
@@ -65,7 +65,7 @@ class DiffusionModelServable(Servable):
 
         @tf.function(input_signature=signature_of(contract.SAMPLER_FROM_NOISE_SIGNATURE))
         def with_sampler_from_noise(context, unconditional_context, num_steps, guidance_scale, initial_latent, seed, sampler):
-            index, sampler_check = samplers.sampler_index(sampler)
+            index, sampler_check = samplers.sampler_index(sampler, num_steps)
             more = checks.finite_checks("initial_latent", initial_latent) + checks.seed_checks(seed) + sampler_check
             *guidance, latent, seed = checked(
                 context, unconditional_context, num_steps, guidance_scale,

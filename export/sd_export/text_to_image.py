@@ -52,7 +52,7 @@ class TextToImageServable(Servable):
 
         @tf.function(input_signature=input_signature(contract.TEXT_TO_IMAGE, contract.SAMPLER_SIGNATURE))
         def with_sampler(prompt, negative_prompt, num_steps, guidance_scale, seed, sampler):
-            index, sampler_check = samplers.sampler_index(sampler)
+            index, sampler_check = samplers.sampler_index(sampler, num_steps)
             inputs = checked(prompt, negative_prompt, num_steps, guidance_scale, seed, sampler_check)
             return run(*inputs, checks.after(sampler_check, index)[0])
 

@@ -21,10 +21,13 @@ from sd_export import contract
 from sd_export.samplers.schedule import SIGMAS, sigma_at
 
 EMBEDDING_INDEX = 100
-FREQUENCY = math.exp(-math.log(10000) * EMBEDDING_INDEX / (contract.TIMESTEP_EMBEDDING_DIM // 2))
+_HALF = contract.TIMESTEP_EMBEDDING_DIM // 2
+# The component the mixture decodes the timestep from: t * its frequency stays below pi up to t = 999 (1.78).
+DECODING_INDEX = 110
+DECODING_FREQUENCY = math.exp(-math.log(10000) * DECODING_INDEX / _HALF)
 
 # The mixture: weights, means, standard deviations (of x0, per coordinate).
-MIXTURE = (np.array([0.3, 0.5, 0.2]), np.array([-1.2, 0.4, 1.5]), np.array([0.35, 0.3, 0.45]))
+MIXTURE = (np.array([0.3, 0.5, 0.2]), np.array([-1.5, 0.3, 1.8]), np.array([0.8, 0.6, 0.9]))
 
 
 def _inputs(latent_size):
@@ -46,10 +49,9 @@ def standin_unet(latent_size):
 
 
 def timestep_from_embedding(embedding):
-    """The timestep back from components 100 (cos) and 260 (sin): t * f stays below pi for t <= 999."""
-    half = contract.TIMESTEP_EMBEDDING_DIM // 2
-    angle = tf.atan2(embedding[:, EMBEDDING_INDEX + half], embedding[:, EMBEDDING_INDEX])
-    return tf.maximum(angle, 0.0) / FREQUENCY
+    """The timestep back from one frequency's cos and sin (KerasCV's embedding is [cos(t f_k)..., sin(t f_k)...])."""
+    angle = tf.atan2(embedding[:, DECODING_INDEX + _HALF], embedding[:, DECODING_INDEX])
+    return tf.maximum(angle, 0.0) / DECODING_FREQUENCY
 
 
 def mixture_noise(x, alpha):
@@ -79,25 +81,29 @@ def mixture_unet(latent_size):
     return keras.Model([latent, embedding, context], keras.layers.Lambda(noise)([latent, embedding, context]))
 
 
-def mixture_ode_solution(noise, start_sigma, steps=4000):
+def mixture_ode_solution(noise, start_scale, steps=4000):
     """The probability-flow ODE's end point, to any accuracy: classical RK4 in float64 on dx/dsigma = eps(x / sqrt(1
-    + sigma^2), sigma) (x in the sigma scale) from start_sigma * noise at sigma_max down to SD's smallest sigma (t = 0)
-    with steps uniform in log sigma, then the data prediction there (every sampler's last step jumps from that sigma
-    to 0 the same way)."""
+    + sigma^2), sigma) (x in the sigma scale) from start_scale * noise at SD's largest sigma (t = 999) down to its
+    smallest (t = 0), steps uniform in log sigma, then the data prediction there: every sampler's last step jumps from
+    that sigma to 0 the same way, so this is where they all converge as their step count grows."""
+    log_sigmas = np.linspace(np.log(float(SIGMAS[-1])), np.log(float(SIGMAS[0])), steps + 1)
+    sigmas = tf.constant(np.exp(log_sigmas))
 
     def slope(x, sigma):
-        alpha = np.full_like(x, 1.0 / (1.0 + sigma**2))
-        return mixture_noise(tf.constant(x / np.sqrt(1.0 + sigma**2)), tf.constant(alpha)).numpy()
+        return mixture_noise(x / tf.sqrt(1.0 + sigma**2), tf.fill(tf.shape(x), 1.0 / (1.0 + sigma**2)))
 
-    log_sigmas = np.linspace(np.log(float(SIGMAS[-1])), np.log(float(SIGMAS[0])), steps + 1)
-    sigmas = np.exp(log_sigmas)
-    x = noise.astype(np.float64) * start_sigma
-    for s0, s1 in zip(sigmas[:-1], sigmas[1:]):
-        h = s1 - s0
-        k1 = slope(x, s0)
-        k2 = slope(x + 0.5 * h * k1, s0 + 0.5 * h)
-        k3 = slope(x + 0.5 * h * k2, s0 + 0.5 * h)
-        k4 = slope(x + h * k3, s1)
-        x = x + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
-    sigma_min = sigmas[-1]
-    return x - sigma_min * slope(x, sigma_min)
+    @tf.function
+    def integrate(x):
+        def rk4(i, x):
+            s0, s1 = sigmas[i], sigmas[i + 1]
+            h = s1 - s0
+            k1 = slope(x, s0)
+            k2 = slope(x + 0.5 * h * k1, s0 + 0.5 * h)
+            k3 = slope(x + 0.5 * h * k2, s0 + 0.5 * h)
+            k4 = slope(x + h * k3, s1)
+            return i + 1, x + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
+
+        _, x = tf.while_loop(lambda i, _: i < steps, rk4, [0, x])
+        return x - sigmas[-1] * slope(x, sigmas[-1])
+
+    return integrate(tf.constant(noise.astype(np.float64) * start_scale)).numpy()

@@ -22,17 +22,22 @@ assert tuple(BY_NAME) == contract.SAMPLERS, "the contract lists the samplers in 
 __all__ = ["BY_NAME", "MEMBERS", "initial_noise", "sample", "sampler_index", "timestep_embedding"]
 
 
-def sampler_index(name):
-    """The index of a sampler name (scalar string, ASCII case ignored) in contract.SAMPLERS, and the check that fails
-    with INVALID_ARGUMENT naming the `sampler` input when it is none of them."""
+def sampler_index(name, num_steps):
+    """The index of a sampler name (scalar string, ASCII case ignored) in contract.SAMPLERS, and the checks that fail
+    with INVALID_ARGUMENT naming the `sampler` input when it is none of them, or num_steps when that sampler cannot
+    take so many."""
     lowered = tf.constant([n.lower() for n in contract.SAMPLERS])
     matches = tf.equal(tf.strings.lower(name), lowered)
-    check = checks.require(
+    index = tf.argmax(tf.cast(matches, tf.int32), output_type=tf.int32)
+    max_steps = tf.gather(tf.constant([member.max_steps for member in MEMBERS]), index)
+    known = checks.require(
         tf.reduce_any(matches),
-        f"sampler must be one of {', '.join(repr(n) for n in contract.SAMPLERS)} (case ignored), got",
+        f"sampler must be one of {', '.join(contract.SAMPLERS)} (case ignored), got",
         name,
     )
-    return tf.argmax(tf.cast(matches, tf.int32), output_type=tf.int32), [check]
+    with tf.control_dependencies([known]):
+        enough = checks.require(num_steps <= max_steps, "num_steps is more than sampler", name, "takes:", max_steps)
+    return index, [known, enough]
 
 
 def sample(unet, noise, context, unconditional_context, num_steps, guidance_scale, sampler, seed=None, trajectory=False):

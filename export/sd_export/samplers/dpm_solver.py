@@ -89,5 +89,7 @@ def step(schedule, index, latent, noise, previous, draw_noise):
     return latent, data
 
 
+# At 1000 steps, linspace(0, 999, 1001) rounds two timesteps to the same one: h = 0 and the update divides by it (NaN,
+# in diffusers too), hence contract.SAMPLER_MAX_STEPS. Karras spacing has distinct sigmas at any count.
 DPM_2M = Sampler("DPM++ 2M", lambda num_steps: _schedule(num_steps, karras=False), step)
 DPM_2M_KARRAS = Sampler("DPM++ 2M Karras", lambda num_steps: _schedule(num_steps, karras=True), step)

@@ -58,6 +58,10 @@ class Sampler:
     schedule: Callable
     step: Callable
 
+    @property
+    def max_steps(self):
+        return contract.SAMPLER_MAX_STEPS.get(self.name, contract.MAX_NUM_STEPS)
+
 
 def unit_scales(num_steps):
     return tf.ones([num_steps], tf.float32)
