@@ -21,8 +21,8 @@ import time
 import warnings
 
 from . import contract
-from .client import DEFAULT_GUIDANCE_SCALE, DEFAULT_NUM_STEPS, DEFAULT_TIMEOUT, Client
-from .errors import SdClientError, ServingError
+from .client import DEFAULT_GUIDANCE_SCALE, DEFAULT_NUM_STEPS, DEFAULT_TIMEOUT, Client, canonical_sampler
+from .errors import SdClientError, ServingError, ValidationError
 from .tokenizer import VOCAB_ENV
 
 URL_ENV = "SD_CLIENT_URL"
@@ -91,6 +91,13 @@ def _add_generation_options(parser):
     parser.add_argument("--seed", type=_non_negative_int, help="seed of the first image; image i gets seed + i")
     parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE_SCALE, help="CFG scale (default 7.5)")
     parser.add_argument("--negative", help="negative prompt")
+    parser.add_argument(
+        "--sampler",
+        type=_sampler,
+        default=contract.DEFAULT_SAMPLER,
+        help=f"one of {', '.join(repr(s) for s in contract.SAMPLERS)}, case ignored (default DDIM, KerasCV's); "
+        "DPM++ 2M Karras reaches in 20 steps what DDIM reaches in 50",
+    )
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out"), help="output folder (default out/)")
     parser.add_argument("--strict", action="store_true", help="refuse prompts over 77 tokens instead of cutting them")
 
@@ -117,6 +124,13 @@ def _positive_int(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
     return value
+
+
+def _sampler(text):
+    try:
+        return canonical_sampler(text)
+    except ValidationError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _non_negative_int(text):
@@ -163,6 +177,7 @@ def _generate(client, args, seed, on_start, **model_choice):
         num_steps=args.steps,
         guidance_scale=args.guidance,
         seed=seed,
+        sampler=args.sampler,
         on_start=on_start,
         **model_choice,
     )

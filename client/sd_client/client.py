@@ -53,6 +53,7 @@ class GenerationResult:
     model_version: str
     model_hash: str | None = None  # first 10 hex digits of the checkpoint's sha256, when the version records it
     precision: str | None = None  # the served version's precision (float32, bfloat16, float16), when recorded
+    sampler: str = contract.DEFAULT_SAMPLER
 
     @property
     def image(self):
@@ -88,6 +89,7 @@ class _Plan:
     guidance_scale: float
     version: int | None
     label: str | None
+    sampler: str
 
 
 class Client:
@@ -150,18 +152,21 @@ class Client:
         version=None,
         label=None,
         on_start=None,
+        sampler=contract.DEFAULT_SAMPLER,
     ):
         """Images for a prompt or a list of prompts (num_images each, prompt by prompt).
 
         seed: None (drawn at random), an int (image i gets seed + i, so each image can be made again alone) or a
         list with one seed per image. Returns one GenerationResult per image, in order.
+        sampler: one of contract.SAMPLERS ("DDIM", "DPM++ 2M", "DPM++ 2M Karras", "Euler", "Euler a"), case ignored;
+        DDIM (KerasCV's) by default. See samplers() for what a served version offers.
 
         One request to text_to_image when it serves this version or label (with neither: when its latest version is
         the chain's latest too), else the text_encoder -> diffusion_model -> decoder chain; see the constructor's
         text_to_image argument. Each result's `model` says which: "text_to_image" or "diffusion_model".
         on_start: called with the models about to run (("text_to_image",) or the three split models in chain order)
         after every check, before the first prediction request (the CLI prints it while it waits)."""
-        plan = self._plan(prompt, negative_prompt, num_images, num_steps, guidance_scale, seed, version, label)
+        plan = self._plan(prompt, negative_prompt, num_images, num_steps, guidance_scale, seed, version, label, sampler)
         model, statuses = self._route(plan.version, plan.label)
         if on_start is not None:
             on_start((contract.TEXT_TO_IMAGE,) if model == contract.TEXT_TO_IMAGE else contract.SPLIT_MODELS)
@@ -200,23 +205,22 @@ class Client:
             seed=plan.seeds,
             version=plan.version,
             label=plan.label,
+            sampler=plan.sampler,
         )
         return self.decode(latent, version=plan.version, label=plan.label)
 
     def _generate_in_one_request(self, plan):
         self._warn_long_prompts(plan.prompts + [n for n in plan.negative_prompts if n])
+        inputs = {
+            "prompt": _strings(plan.prompts),
+            "negative_prompt": _strings([n or "" for n in plan.negative_prompts]),
+            "num_steps": np.int32(plan.num_steps),
+            "guidance_scale": np.float32(plan.guidance_scale),
+            "seed": np.asarray(plan.seeds, np.int32),
+        }
+        signature = _with_sampler(inputs, plan.sampler, contract.DEFAULT_SIGNATURE, contract.SAMPLER_SIGNATURE)
         outputs = self.transport.predict(
-            contract.TEXT_TO_IMAGE,
-            contract.DEFAULT_SIGNATURE,
-            {
-                "prompt": _strings(plan.prompts),
-                "negative_prompt": _strings([n or "" for n in plan.negative_prompts]),
-                "num_steps": np.int32(plan.num_steps),
-                "guidance_scale": np.float32(plan.guidance_scale),
-                "seed": np.asarray(plan.seeds, np.int32),
-            },
-            version=plan.version,
-            label=plan.label,
+            contract.TEXT_TO_IMAGE, signature, inputs, version=plan.version, label=plan.label
         )
         return list(outputs["images_bytes"].reshape(-1))
 
@@ -279,6 +283,7 @@ class Client:
             model_version=model_version,
             model_hash=made_by.get("source_sha256", "")[:MODEL_HASH_DIGITS] or None,
             precision=made_by.get("precision") or None,
+            sampler=plan.sampler,
         )
         tagged = png.with_text(data, png.PARAMETERS_KEY, png.parameters_text(**fields))
         return GenerationResult(png=tagged, **fields)
@@ -313,9 +318,14 @@ class Client:
         initial_latent=None,
         version=None,
         label=None,
+        sampler=contract.DEFAULT_SAMPLER,
     ):
-        """The guided DDIM loop: latent float32 [B, H/8, W/8, 4]. The start noise comes from a seed per image (seed:
-        None, an int for seed + i, or a list) or from initial_latent (the `from_noise` signature)."""
+        """The guided sampling loop: latent float32 [B, H/8, W/8, 4]. The start noise comes from a seed per image
+        (seed: None, an int for seed + i, or a list) or from initial_latent (unit-variance noise; the `from_noise`
+        signatures). sampler: as in generate(); DDIM uses serving_default / from_noise, the others with_sampler /
+        with_sampler_from_noise, where with initial_latent the seeds (drawn at random when None) give Euler a's
+        per-step noise."""
+        sampler = canonical_sampler(sampler)
         context = _float_tensor("context", context, 3)
         unconditional_context = _float_tensor("unconditional_context", unconditional_context, 3)
         batch = context.shape[0]
@@ -324,7 +334,7 @@ class Client:
                 f"unconditional_context has shape {unconditional_context.shape}, context {context.shape}"
             )
         self._check_batch(batch)
-        _check_int("num_steps", num_steps, 1, contract.MAX_NUM_STEPS)
+        _check_int("num_steps", num_steps, 1, _max_steps(sampler))
         _check_guidance(guidance_scale)
         _check_version(version, label)
         inputs = {
@@ -334,15 +344,18 @@ class Client:
             "guidance_scale": np.float32(guidance_scale),
         }
         if initial_latent is not None:
-            if seed is not None:
-                raise ValidationError("give either seed or initial_latent, not both")
+            if seed is not None and sampler == contract.DEFAULT_SAMPLER:
+                raise ValidationError("give either seed or initial_latent, not both (DDIM draws no noise after the start)")
             inputs["initial_latent"] = _float_tensor("initial_latent", initial_latent, 4)
             if inputs["initial_latent"].shape[0] != batch:
                 raise ValidationError(f"initial_latent has {inputs['initial_latent'].shape[0]} rows, context {batch}")
-            signature = contract.FROM_NOISE_SIGNATURE
+            if sampler != contract.DEFAULT_SAMPLER:
+                inputs["seed"] = np.asarray(resolve_seeds(seed, batch), np.int32)
+            names = contract.FROM_NOISE_SIGNATURE, contract.SAMPLER_FROM_NOISE_SIGNATURE
         else:
             inputs["seed"] = np.asarray(resolve_seeds(seed, batch), np.int32)
-            signature = contract.DEFAULT_SIGNATURE
+            names = contract.DEFAULT_SIGNATURE, contract.SAMPLER_SIGNATURE
+        signature = _with_sampler(inputs, sampler, *names)
         outputs = self.transport.predict(contract.DIFFUSION_MODEL, signature, inputs, version=version, label=label)
         return outputs["latent"]
 
@@ -377,6 +390,7 @@ class Client:
                 report[model] = e
         return report
 
+
     def provenance(self, model=contract.DIFFUSION_MODEL, *, version=None, label=None):
         """How the served version was made: {key: str} for contract.PROVENANCE_KEYS (precision, source_format,
         source_sha256; "" where unknown), or {} for a version exported without a `provenance` signature."""
@@ -389,10 +403,13 @@ class Client:
         return {key: bytes(value).decode("utf-8") for key, value in zip(keys, outputs["value"].reshape(-1))}
 
     def samplers(self, *, version=None, label=None):
-        """The samplers the served version offers. Stand-in until the sampler signatures land (then it is replaced):
-        the exported diffusion_model runs DDIM only."""
+        """The samplers the served version offers (to generate() with the same version / label): all of
+        contract.SAMPLERS, or ["DDIM"] for an export made before the with_sampler signatures existed."""
         _check_version(version, label)
-        return [png.SAMPLER]
+        model, _ = self._route(version, label)
+        if contract.SAMPLER_SIGNATURE in self.transport.signatures(model, version=version, label=label):
+            return list(contract.SAMPLERS)
+        return [contract.DEFAULT_SAMPLER]
 
     def signatures(self, model, *, version=None, label=None):
         """The model's signatures as the server describes them: {name: {"inputs": {name: (dtype, shape)}, ...}}."""
@@ -401,13 +418,17 @@ class Client:
 
     # --- checks -----------------------------------------------------------------------------------------------------
 
-    def _plan(self, prompt, negative_prompt, num_images, num_steps, guidance_scale, seed, version, label):
+    def _plan(
+        self, prompt, negative_prompt, num_images, num_steps, guidance_scale, seed, version, label,
+        sampler=contract.DEFAULT_SAMPLER,
+    ):
         prompts = _as_list("prompt", prompt)
         negatives = _negatives(negative_prompt, len(prompts))
         _check_int("num_images", num_images, 1, None)
         total = len(prompts) * num_images
         self._check_batch(total)
-        _check_int("num_steps", num_steps, 1, contract.MAX_NUM_STEPS)
+        sampler = canonical_sampler(sampler)
+        _check_int("num_steps", num_steps, 1, _max_steps(sampler))
         _check_guidance(guidance_scale)
         _check_version(version, label)
         return _Plan(
@@ -418,6 +439,7 @@ class Client:
             guidance_scale=float(guidance_scale),
             version=None if version is None else int(version),
             label=label,
+            sampler=sampler,
         )
 
     def _check_batch(self, count):
@@ -446,6 +468,26 @@ def resolve_seeds(seed, count):
             _check_int("seed", s, 0, contract.MAX_SEED)
         return [int(s) for s in seeds]
     raise ValidationError(f"seed must be None, an int or a list of ints, not {type(seed).__name__}")
+
+
+def canonical_sampler(name):
+    """The sampler's name as contract.SAMPLERS (and the PNG metadata) write it; ValidationError for another name."""
+    by_lower = {sampler.lower(): sampler for sampler in contract.SAMPLERS}
+    if not isinstance(name, str) or name.lower() not in by_lower:
+        raise ValidationError(f"sampler {name!r} is not one of {', '.join(contract.SAMPLERS)} (case ignored)")
+    return by_lower[name.lower()]
+
+
+def _max_steps(sampler):
+    return contract.SAMPLER_MAX_STEPS.get(sampler, contract.MAX_NUM_STEPS)
+
+
+def _with_sampler(inputs, sampler, ddim_signature, sampler_signature):
+    """The signature to call: DDIM keeps the signatures every export has; the others add the `sampler` input."""
+    if sampler == contract.DEFAULT_SAMPLER:
+        return ddim_signature
+    inputs["sampler"] = np.array(sampler.encode("ascii"), dtype=object)
+    return sampler_signature
 
 
 def _check_int(name, value, low, high):

@@ -5,6 +5,7 @@
     Steps: 50, Sampler: DDIM, CFG scale: 7.5, Seed: 42, Size: 512x512, Model hash: 0123456789, Model: diffusion_model,
     Model version: 1, Precision: float32
 
+Sampler: DDIM (KerasCV's, the default), DPM++ 2M, DPM++ 2M Karras, Euler or Euler a, as the SD UIs write them.
 Model: the served model that made the image: text_to_image (one request) or diffusion_model (the U-Net of the
 text_encoder -> diffusion_model -> decoder chain); both give the same image for the same parameters. Model version:
 the label asked for, else the version number; one export writes every model under one number, so a version names the
@@ -17,7 +18,6 @@ import io
 from PIL import Image, PngImagePlugin
 
 PARAMETERS_KEY = "parameters"
-SAMPLER = "DDIM"  # the exported diffusion_model's loop (KerasCV's scheduler)
 
 
 def parameters_text(
@@ -33,13 +33,14 @@ def parameters_text(
     model_version,
     model_hash=None,
     precision=None,
+    sampler="DDIM",
 ):
     lines = [prompt]
     if negative_prompt:
         lines.append(f"Negative prompt: {negative_prompt}")
     settings = {
         "Steps": num_steps,
-        "Sampler": SAMPLER,
+        "Sampler": sampler,
         "CFG scale": f"{guidance_scale:g}",
         "Seed": seed,
         "Size": f"{width}x{height}",

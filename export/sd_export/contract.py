@@ -41,6 +41,15 @@ PROVENANCE_SIGNATURE = "provenance"
 # the "Model hash".
 PROVENANCE_KEYS = ("precision", "source_format", "source_sha256")
 
+# The samplers, chosen per request: the signatures below take a `sampler` input (one of these names, case ignored);
+# serving_default and from_noise run DDIM, KerasCV's sampler.
+SAMPLER_SIGNATURE = "with_sampler"
+SAMPLER_FROM_NOISE_SIGNATURE = "with_sampler_from_noise"
+SAMPLERS = ("DDIM", "DPM++ 2M", "DPM++ 2M Karras", "Euler", "Euler a")
+DEFAULT_SAMPLER = "DDIM"
+# Fewer steps than MAX_NUM_STEPS for some: DPM++ 2M's spacing repeats a timestep at 1000 steps (a division by zero).
+SAMPLER_MAX_STEPS = {"DPM++ 2M": MAX_NUM_STEPS - 1}
+
 _TOKENS = ("int32", ("batch", MAX_PROMPT_TOKENS))
 _CONTEXT = ("float32", ("batch", MAX_PROMPT_TOKENS, CONTEXT_DIM))
 _LATENT = ("float32", ("batch", "latent_height", "latent_width", LATENT_CHANNELS))
@@ -49,6 +58,15 @@ _GUIDANCE = {
     "unconditional_context": _CONTEXT,
     "num_steps": ("int32", ()),
     "guidance_scale": ("float32", ()),
+}
+_SEED = ("int32", ("batch",))
+_SAMPLER = ("string", ())
+_TEXT_TO_IMAGE_INPUTS = {
+    "prompt": ("string", ("batch",)),
+    "negative_prompt": ("string", ("batch",)),
+    "num_steps": ("int32", ()),
+    "guidance_scale": ("float32", ()),
+    "seed": _SEED,
 }
 
 # Only on diffusion_model and text_to_image: TF Serving batches text_encoder and decoder, and a model's record is the
@@ -65,7 +83,7 @@ SIGNATURES = {
     },
     DIFFUSION_MODEL: {
         DEFAULT_SIGNATURE: {
-            "inputs": {**_GUIDANCE, "seed": ("int32", ("batch",))},
+            "inputs": {**_GUIDANCE, "seed": _SEED},
             "outputs": {"latent": _LATENT},
         },
         FROM_NOISE_SIGNATURE: {
@@ -73,6 +91,15 @@ SIGNATURES = {
             "outputs": {"latent": _LATENT},
         },
         PROVENANCE_SIGNATURE: _PROVENANCE,
+        SAMPLER_SIGNATURE: {
+            "inputs": {**_GUIDANCE, "seed": _SEED, "sampler": _SAMPLER},
+            "outputs": {"latent": _LATENT},
+        },
+        # seed: the per-step noise of ancestral samplers (Euler a); the start is initial_latent.
+        SAMPLER_FROM_NOISE_SIGNATURE: {
+            "inputs": {**_GUIDANCE, "initial_latent": _LATENT, "seed": _SEED, "sampler": _SAMPLER},
+            "outputs": {"latent": _LATENT},
+        },
     },
     DECODER: {
         DEFAULT_SIGNATURE: {
@@ -86,13 +113,11 @@ SIGNATURES = {
     },
     TEXT_TO_IMAGE: {
         DEFAULT_SIGNATURE: {
-            "inputs": {
-                "prompt": ("string", ("batch",)),
-                "negative_prompt": ("string", ("batch",)),
-                "num_steps": ("int32", ()),
-                "guidance_scale": ("float32", ()),
-                "seed": ("int32", ("batch",)),
-            },
+            "inputs": _TEXT_TO_IMAGE_INPUTS,
+            "outputs": {"images_bytes": ("string", ("batch",))},
+        },
+        SAMPLER_SIGNATURE: {
+            "inputs": {**_TEXT_TO_IMAGE_INPUTS, "sampler": _SAMPLER},
             "outputs": {"images_bytes": ("string", ("batch",))},
         },
         PROVENANCE_SIGNATURE: _PROVENANCE,

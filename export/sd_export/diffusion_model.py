@@ -1,8 +1,12 @@
-"""diffusion_model: the two contexts of guidance -> the denoised latent, the whole DDIM loop in one graph."""
+"""diffusion_model: the two contexts of guidance -> the denoised latent, the whole sampling loop in one graph.
+
+serving_default and from_noise run DDIM (KerasCV's sampler); with_sampler and with_sampler_from_noise take the
+sampler by name (contract.SAMPLERS) and share one U-Net call per step across all of them (samplers.sample).
+"""
 
 import tensorflow as tf
 
-from sd_export import checks, contract, ddim
+from sd_export import checks, contract, samplers
 from sd_export.servable import Servable, input_signature
 
 
@@ -11,8 +15,9 @@ class DiffusionModelServable(Servable):
         super().__init__(contract.DIFFUSION_MODEL, unet)
         latent_height, latent_width = height // contract.LATENT_DOWNSCALE, width // contract.LATENT_DOWNSCALE
 
-        def checked(context, unconditional_context, num_steps, guidance_scale, per_image_name, per_image, more):
-            named = {"context": context, "unconditional_context": unconditional_context, per_image_name: per_image}
+        def checked(context, unconditional_context, num_steps, guidance_scale, per_image, more):
+            """The inputs (per_image: {name: tensor with a batch dimension}), once every check has passed."""
+            named = {"context": context, "unconditional_context": unconditional_context, **per_image}
             return checks.after(
                 checks.batch_checks(max_batch, named)
                 + checks.guidance_checks(num_steps, guidance_scale)
@@ -23,33 +28,57 @@ class DiffusionModelServable(Servable):
                 unconditional_context,
                 num_steps,
                 guidance_scale,
-                per_image,
+                *per_image.values(),
             )
 
         def signature_of(name):
             return input_signature(contract.DIFFUSION_MODEL, name, height, width)
 
+        def run(context, unconditional_context, num_steps, guidance_scale, noise, sampler, seed=None):
+            latent = samplers.sample(
+                unet, noise, context, unconditional_context, num_steps, guidance_scale, sampler, seed
+            )
+            return {"latent": latent}
+
         @tf.function(input_signature=signature_of(contract.DEFAULT_SIGNATURE))
         def serving_default(context, unconditional_context, num_steps, guidance_scale, seed):
-            context, unconditional_context, num_steps, guidance_scale, seed = checked(
-                context, unconditional_context, num_steps, guidance_scale, "seed", seed, checks.seed_checks(seed)
+            *guidance, seed = checked(
+                context, unconditional_context, num_steps, guidance_scale, {"seed": seed}, checks.seed_checks(seed)
             )
-            latent = ddim.initial_noise(seed, latent_height, latent_width)
-            return {"latent": ddim.sample(unet, latent, context, unconditional_context, num_steps, guidance_scale)}
+            return run(*guidance, samplers.initial_noise(seed, latent_height, latent_width), contract.DEFAULT_SAMPLER)
 
         @tf.function(input_signature=signature_of(contract.FROM_NOISE_SIGNATURE))
         def from_noise(context, unconditional_context, num_steps, guidance_scale, initial_latent):
             more = checks.finite_checks("initial_latent", initial_latent)
-            context, unconditional_context, num_steps, guidance_scale, latent = checked(
-                context, unconditional_context, num_steps, guidance_scale, "initial_latent", initial_latent, more
+            *guidance, latent = checked(
+                context, unconditional_context, num_steps, guidance_scale, {"initial_latent": initial_latent}, more
             )
-            return {"latent": ddim.sample(unet, latent, context, unconditional_context, num_steps, guidance_scale)}
+            return run(*guidance, latent, contract.DEFAULT_SAMPLER)
 
-        self._serving_default = serving_default
-        self._from_noise = from_noise
+        @tf.function(input_signature=signature_of(contract.SAMPLER_SIGNATURE))
+        def with_sampler(context, unconditional_context, num_steps, guidance_scale, seed, sampler):
+            index, sampler_check = samplers.sampler_index(sampler, num_steps)
+            more = checks.seed_checks(seed) + sampler_check
+            *guidance, seed = checked(context, unconditional_context, num_steps, guidance_scale, {"seed": seed}, more)
+            noise = samplers.initial_noise(seed, latent_height, latent_width)
+            return run(*guidance, noise, checks.after(sampler_check, index)[0], seed)
+
+        @tf.function(input_signature=signature_of(contract.SAMPLER_FROM_NOISE_SIGNATURE))
+        def with_sampler_from_noise(context, unconditional_context, num_steps, guidance_scale, initial_latent, seed, sampler):
+            index, sampler_check = samplers.sampler_index(sampler, num_steps)
+            more = checks.finite_checks("initial_latent", initial_latent) + checks.seed_checks(seed) + sampler_check
+            *guidance, latent, seed = checked(
+                context, unconditional_context, num_steps, guidance_scale,
+                {"initial_latent": initial_latent, "seed": seed}, more,
+            )
+            return run(*guidance, latent, checks.after(sampler_check, index)[0], seed)
+
+        self._functions = {
+            contract.DEFAULT_SIGNATURE: serving_default,
+            contract.FROM_NOISE_SIGNATURE: from_noise,
+            contract.SAMPLER_SIGNATURE: with_sampler,
+            contract.SAMPLER_FROM_NOISE_SIGNATURE: with_sampler_from_noise,
+        }
 
     def signatures(self):
-        return {
-            contract.DEFAULT_SIGNATURE: self._serving_default.get_concrete_function(),
-            contract.FROM_NOISE_SIGNATURE: self._from_noise.get_concrete_function(),
-        }
+        return {name: function.get_concrete_function() for name, function in self._functions.items()}

@@ -32,6 +32,7 @@ def example_inputs(model, signature, height, width):
         "prompt": np.array([b"warmup"], object),
         "negative_prompt": np.array([b""], object),
         "key": np.array([contract.PROVENANCE_KEYS[0].encode()], object),
+        "sampler": np.array(contract.SAMPLERS[-1].encode(), object),  # any name: every sampler shares the U-Net call
     }
     return {name: values[name] for name in contract.SIGNATURES[model][signature]["inputs"]}
 

@@ -26,8 +26,6 @@ from ..proto import tf_serving_config_pb2
 from .base import VersionStatus, as_bytes_array, describe_signature, shape_from_dims
 
 # The exporter's configs, in the order a folder reads them (a model listed in both keeps the first entry).
-# TensorFlow's own initialization "signature" in every SavedModel: no typed tensors, nothing to run.
-INIT_OP_SIGNATURE = "__saved_model_init_op"
 CONFIG_FILENAMES = ("models.config", "text_to_image.config")
 CONTAINER_MODELS_ROOT = "/models/"  # base paths in models.config are the container's; see _resolve_base_path
 
@@ -82,7 +80,8 @@ class LocalTransport:
 
     def signatures(self, model, *, version=None, label=None):
         loaded = self._load(model, self._resolve_version(model, version, label))
-        return {name: loaded.describe(name) for name in loaded.signature_defs if name != INIT_OP_SIGNATURE}
+        # TensorFlow's own __saved_model_init_op is no serving signature (sd-model-server's metadata leaves it out too).
+        return {name: loaded.describe(name) for name in loaded.signature_defs if not name.startswith("__")}
 
     def _served(self, model):
         served = self._models.get(model)

@@ -9,7 +9,6 @@ import dataclasses
 
 from .. import contract
 from ..errors import InvalidArgument, NotFound, ServingError, ValidationError
-from ..png import SAMPLER as DEFAULT_SAMPLER
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,8 +84,3 @@ def canonical_sampler(client, name, selector):
             return sampler
     raise ValidationError(f"sampler {name!r} is not offered by this model; it offers: {', '.join(offered)}")
 
-
-def sampler_argument(sampler):
-    """generate()'s sampler keyword. Until the client takes sampler= (the sampler signatures), DDIM is its only loop
-    and is passed as nothing; the lead drops this once Client.generate(sampler=...) exists."""
-    return {} if sampler == DEFAULT_SAMPLER else {"sampler": sampler}

@@ -12,7 +12,8 @@ import gradio as gr
 from .. import contract
 from ..client import DEFAULT_GUIDANCE_SCALE, DEFAULT_NUM_STEPS, resolve_seeds
 from ..errors import SdClientError
-from .models import DEFAULT_SAMPLER, find_choice
+from ..contract import DEFAULT_SAMPLER
+from .models import find_choice
 
 RANDOM_SEED = -1  # as in the SD UIs
 

@@ -4,7 +4,7 @@ import pathlib
 import tempfile
 import threading
 
-from .models import canonical_sampler, find_choice, sampler_argument, served_choices
+from .models import canonical_sampler, find_choice, served_choices
 
 
 class Studio:
@@ -43,7 +43,7 @@ class Studio:
                 guidance_scale=guidance,
                 seed=seed,
                 **choice.selector,
-                **sampler_argument(sampler),
+                sampler=sampler,
             )
 
     def generate_one(self, prompt, negative_prompt, steps, guidance, seed, choice, sampler):
