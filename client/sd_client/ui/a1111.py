@@ -20,8 +20,8 @@ from pydantic import BaseModel, Field
 
 from .. import contract
 from ..client import DEFAULT_NUM_STEPS, resolve_seeds
-from ..errors import SdClientError, ServingError
 from ..contract import DEFAULT_SAMPLER
+from ..errors import SdClientError, ServingError
 from .models import find_choice
 
 MAX_N_ITER = 16  # batches per request (each at most the client's max_images): a cap, as on steps and batch size
