@@ -62,7 +62,9 @@ def sample(unet, latent, context, unconditional_context, num_steps, guidance_sca
     def step(index, latent):
         embedding = timestep_embedding(steps[index], 2 * batch)
         inputs = {"latent": tf.concat([latent, latent], axis=0), "timestep_embedding": embedding, "context": both_contexts}
-        both = unet(inputs, training=False)
+        # A half-precision U-Net casts its inputs itself (Keras' autocast) and answers in its own dtype: the
+        # guidance and DDIM arithmetic stay in float32.
+        both = tf.cast(unet(inputs, training=False), tf.float32)
         unconditional, conditional = both[:batch], both[batch:]
         noise = unconditional + guidance_scale * (conditional - unconditional)
         a_t, a_prev = alpha[index], alpha_prev[index]
