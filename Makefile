@@ -13,6 +13,8 @@ WIDTH ?= 512
 VERSION ?=
 LABEL ?=
 RANDOM_WEIGHTS ?=
+# float32 (default: KerasCV's images), bfloat16 or float16: the dtype the weights are stored and computed in.
+PRECISION ?= float32
 MODELS ?= models
 # Another CLIP vocabulary file for the tokenizers; by default the copy shipped in sd_export and sd_client is used.
 CLIP_VOCAB ?=
@@ -32,7 +34,7 @@ UI_HOST ?= 127.0.0.1
 UI_PORT ?= 7860
 LABELS ?=
 
-EXPORT_FLAGS = --height $(HEIGHT) --width $(WIDTH) --models-dir $(MODELS) \
+EXPORT_FLAGS = --height $(HEIGHT) --width $(WIDTH) --models-dir $(MODELS) --precision $(PRECISION) \
 	$(if $(CKPT),--ckpt $(CKPT)) $(if $(TEXT_ENCODER),--text-encoder $(TEXT_ENCODER)) \
 	$(if $(DECODER),--decoder $(DECODER)) $(if $(VERSION),--version $(VERSION)) \
 	$(if $(LABEL),--label $(LABEL)) $(if $(RANDOM_WEIGHTS),--random-weights) \
@@ -44,6 +46,7 @@ help:
 	@echo "make install            create .venv and install export/, serving/, client/ and the test tools"
 	@echo "make export CKPT=x.h5   export text_encoder, diffusion_model, decoder into $(MODELS)/ (a new version)"
 	@echo "                        also: TEXT_ENCODER= DECODER= HEIGHT= WIDTH= VERSION= LABEL= RANDOM_WEIGHTS=1 MODELS="
+	@echo "                        PRECISION=bfloat16|float16: half the memory (default float32)"
 	@echo "make serve              docker compose up: TF Serving on a GPU (REST 8501, gRPC 8500, on 127.0.0.1)"
 	@echo "make serve-cpu          the same with TF Serving's CPU image"
 	@echo "make serve-local        the local stand-in server (no Docker, no GPU) on the same ports"

@@ -7,7 +7,7 @@ building in a second and loading in megabytes. Parity and end-to-end tests use t
 import keras
 
 from sd_export import contract
-from sd_export.weights import Components
+from sd_export.weights import Components, dtype_policy
 
 _WIDTH = 8
 # What each exported stand-in version records (sd_export.provenance): a different checkpoint hash per version.
@@ -50,6 +50,7 @@ def decoder(height, width):
     return keras.Model(latent, x, name="standin_decoder")
 
 
-def components(height, width, seed=1234):
+def components(height, width, seed=1234, precision=contract.DEFAULT_PRECISION):
     keras.utils.set_random_seed(seed)
-    return Components(text_encoder(), diffusion_model(height, width), decoder(height, width))
+    with dtype_policy(precision):
+        return Components(text_encoder(), diffusion_model(height, width), decoder(height, width))

@@ -36,6 +36,13 @@ def parse_args(argv):
     parser.add_argument("--random-weights", action="store_true", help="no weights at all (offline smoke tests)")
     parser.add_argument("--height", type=int, default=512, help="image height in pixels (default 512)")
     parser.add_argument("--width", type=int, default=512, help="image width in pixels (default 512)")
+    parser.add_argument(
+        "--precision",
+        choices=contract.PRECISIONS,
+        default=contract.DEFAULT_PRECISION,
+        help="dtype the weights are stored and computed in (default float32, KerasCV's own); bfloat16 or float16 "
+        "halve the memory; inputs and outputs stay float32",
+    )
     parser.add_argument("--version", type=int, help="version number to write (default: the next free one)")
     parser.add_argument("--label", help="version label to point at this version on every model (e.g. stable)")
     parser.add_argument(
@@ -88,14 +95,18 @@ def run(args):
     sources.check_files()
     if sources.random:
         print(RANDOM_WEIGHTS_BANNER, file=sys.stderr)
-    print(f"weights: {sources.describe()}", file=sys.stderr)
+    print(f"weights: {sources.describe()}; precision: {args.precision}", file=sys.stderr)
 
     from sd_export.export import export_repository
     from sd_export.weights import build_components
 
     clip_vocab = resolve_clip_vocab(args.clip_vocab) if args.text_to_image else None
-    components = build_components(args.height, args.width, sources)
-    provenance = {"weights": sources.describe(), "random_weights": sources.random, **source_record(sources)}
+    components = build_components(args.height, args.width, sources, args.precision)
+    provenance = {
+        "weights": sources.describe(),
+        "random_weights": sources.random,
+        **source_record(sources, precision=args.precision),
+    }
     version, seconds = export_repository(
         components,
         args.models_dir,
@@ -106,20 +117,22 @@ def run(args):
         args.max_batch,
         provenance,
         clip_vocab,
+        precision=args.precision,
     )
     print(f"export took {seconds:.1f} s", file=sys.stderr)
     return version
 
 
-def source_record(sources):
-    """The provenance values of the U-Net's checkpoint (what the SD UIs call the model and hash)."""
+def source_record(sources, precision="float32"):
+    """The provenance values: the export's precision and the U-Net's checkpoint (what the SD UIs call the model and
+    its hash)."""
     from sd_export.provenance import record
 
     if sources.random:
-        return record(source_format="random")
+        return record(precision, source_format="random")
     if sources.diffusion_model is None:
-        return record(source_format="keras_cv_download", source_sha256=KERAS_CV_DIFFUSION_MODEL_SHA256)
-    return record(source_format="keras_h5", source_sha256=_sha256(sources.diffusion_model))
+        return record(precision, "keras_cv_download", KERAS_CV_DIFFUSION_MODEL_SHA256)
+    return record(precision, "keras_h5", _sha256(sources.diffusion_model))
 
 
 def resolve_clip_vocab(path):

@@ -25,6 +25,11 @@ MAX_MAX_BATCH = 64  # the export option's own cap
 RESOLUTION_STEP = 64  # the U-Net takes multiples of 64 from 128 up
 MIN_RESOLUTION = 128
 
+# The dtype the weights are stored and computed in (sd-export --precision). Signature inputs and outputs keep the
+# dtypes below whatever the precision: the casts happen inside the graph.
+PRECISIONS = ("float32", "bfloat16", "float16")
+DEFAULT_PRECISION = "float32"  # KerasCV's own default, so exports match KerasCV's images unless asked otherwise
+
 TEXT_ENCODER = "text_encoder"
 DIFFUSION_MODEL = "diffusion_model"
 DECODER = "decoder"
@@ -132,6 +137,12 @@ def concrete_shape(shape, height, width):
 
     sizes = {"batch": None, "height": height, "width": width, "latent_height": latent(height), "latent_width": latent(width)}
     return tuple(sizes[dim] if isinstance(dim, str) else dim for dim in shape)
+
+
+def check_precision(precision):
+    """Raise ValueError unless `precision` is one sd-export can write."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not supported: use one of {', '.join(PRECISIONS)}")
 
 
 def check_resolution(height, width):

@@ -34,8 +34,10 @@ class DecoderServable(Servable):
 
 
 def decode(decoder, latent):
-    """KerasCV's generate_image: decoded x -> ((x + 1) / 2) * 255, clipped to [0, 255], truncated to uint8."""
-    decoded = decoder(latent, training=False)
+    """KerasCV's generate_image: decoded x -> ((x + 1) / 2) * 255, clipped to [0, 255], truncated to uint8.
+
+    The post-processing runs in float32 whatever the export's precision."""
+    decoded = tf.cast(decoder(latent, training=False), tf.float32)
     return tf.cast(tf.clip_by_value(((decoded + 1) / 2) * 255, 0, 255), tf.uint8)
 
 

@@ -14,6 +14,7 @@ class DiffusionModelServable(Servable):
     def __init__(self, unet, height, width, max_batch=contract.DEFAULT_MAX_BATCH):
         super().__init__(contract.DIFFUSION_MODEL, unet)
         latent_height, latent_width = height // contract.LATENT_DOWNSCALE, width // contract.LATENT_DOWNSCALE
+        unet = shared_call(unet, latent_height, latent_width)
 
         def checked(context, unconditional_context, num_steps, guidance_scale, per_image, more):
             """The inputs (per_image: {name: tensor with a batch dimension}), once every check has passed."""
@@ -82,3 +83,26 @@ class DiffusionModelServable(Servable):
 
     def signatures(self):
         return {name: function.get_concrete_function() for name, function in self._functions.items()}
+
+
+def shared_call(unet, latent_height, latent_width):
+    """The U-Net as one graph function that every signature calls, and that TensorFlow must not inline.
+
+    Inlined, every signature gets its own copy of the U-Net's kernels, and with oneDNN's weight cache
+    (TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1) each copy keeps its own reordered weights: four signatures, four caches. Called
+    as one function, the runtime instantiates it once, so the kernels and their cache exist once (README, CPU
+    speed)."""
+    specs = [
+        tf.TensorSpec([None, latent_height, latent_width, contract.LATENT_CHANNELS], tf.float32),
+        tf.TensorSpec([None, contract.TIMESTEP_EMBEDDING_DIM], tf.float32),
+        tf.TensorSpec([None, contract.MAX_PROMPT_TOKENS, contract.CONTEXT_DIM], tf.float32),
+    ]
+
+    @tf.function(input_signature=specs, experimental_attributes={"_noinline": True})
+    def call(latent, timestep_embedding, context):
+        return unet({"latent": latent, "timestep_embedding": timestep_embedding, "context": context}, training=False)
+
+    def called(inputs, training=False):
+        return call(inputs["latent"], inputs["timestep_embedding"], inputs["context"])
+
+    return called

@@ -34,18 +34,24 @@ def export_repository(
     max_batch=contract.DEFAULT_MAX_BATCH,
     provenance=None,
     clip_vocab=None,
+    precision=contract.DEFAULT_PRECISION,
 ):
     """Export the components as one version of every model (text_to_image too when clip_vocab is given).
 
-    Returns (version, seconds)."""
+    `precision` is recorded with the version and must be the dtype the components store their variables in
+    (weights.build_components(..., precision=...)). Returns (version, seconds)."""
+    from sd_export.weights import precision_of
+
     contract.check_resolution(height, width)
+    contract.check_precision(precision)
+    if precision_of(components) != precision:
+        raise ValueError(f"precision {precision} was asked for, but the components are {precision_of(components)}")
     if not 1 <= max_batch <= contract.MAX_MAX_BATCH:
         raise ValueError(f"max batch {max_batch} is not supported: use 1..{contract.MAX_MAX_BATCH}")
     repository.check_label(label)
     started = time.monotonic()
     servables = servables_for(components, height, width, max_batch, clip_vocab)
     version = repository.choose_version(models_dir, servables, version)
-    repository.write_version(
-        servables, models_dir, version, label, height, width, max_batch, dict(provenance or {}, version=version)
-    )
+    provenance = dict(provenance or {}, version=version, precision=precision)
+    repository.write_version(servables, models_dir, version, label, height, width, max_batch, provenance)
     return version, time.monotonic() - started

@@ -30,8 +30,10 @@ class TextEncoderServable(Servable):
 
 
 def encode(text_encoder, tokens, negative_tokens):
-    """(context, unconditional_context) in one encoder call; no squeeze, so every row stays its own."""
+    """(context, unconditional_context) in one encoder call; no squeeze, so every row stays its own.
+
+    The contexts leave in float32 whatever the export's precision (the contract's dtype; exact for half values)."""
     both = tf.concat([tokens, negative_tokens], axis=0)
     positions = tf.broadcast_to(tf.range(contract.MAX_PROMPT_TOKENS, dtype=tf.int32), tf.shape(both))
-    encoded = text_encoder({"tokens": both, "positions": positions}, training=False)
+    encoded = tf.cast(text_encoder({"tokens": both, "positions": positions}, training=False), tf.float32)
     return tf.split(encoded, 2, axis=0)

@@ -5,7 +5,9 @@ pickle-based format is ever opened. Every failure becomes a WeightsError with on
 expected, raised before anything is written.
 """
 
+import contextlib
 import dataclasses
+import math
 import os
 
 import h5py
@@ -75,22 +77,25 @@ def check_weights_file(path, component):
         raise WeightsError(f"{component} weights {path}: unreadable HDF5 ({_first_line(error)})") from None
 
 
-def build_components(height, width, sources):
-    """KerasCV's TextEncoder, DiffusionModel and Decoder at height x width with the requested weights."""
+def build_components(height, width, sources, precision=contract.DEFAULT_PRECISION):
+    """KerasCV's TextEncoder, DiffusionModel and Decoder at height x width with the requested weights, their
+    variables stored and computed in `precision` (float32 weight files are cast as they load)."""
     from keras_cv.models.stable_diffusion import Decoder, DiffusionModel, TextEncoder
 
     contract.check_resolution(height, width)
+    contract.check_precision(precision)
     sources.check_files()
 
     def download(path):
         return path is None and not sources.random
 
     try:
-        text_encoder = TextEncoder(contract.MAX_PROMPT_TOKENS, download_weights=download(sources.text_encoder))
-        diffusion_model = DiffusionModel(
-            height, width, contract.MAX_PROMPT_TOKENS, download_weights=download(sources.diffusion_model)
-        )
-        decoder = Decoder(height, width, download_weights=download(sources.decoder))
+        with dtype_policy(precision):
+            text_encoder = TextEncoder(contract.MAX_PROMPT_TOKENS, download_weights=download(sources.text_encoder))
+            diffusion_model = DiffusionModel(
+                height, width, contract.MAX_PROMPT_TOKENS, download_weights=download(sources.diffusion_model)
+            )
+            decoder = Decoder(height, width, download_weights=download(sources.decoder))
     except Exception as error:  # KerasCV's get_file raises several types when offline
         raise WeightsError(
             f"could not download KerasCV's SD v1.4 weights ({_first_line(error)}); pass local .h5 files "
@@ -101,6 +106,44 @@ def build_components(height, width, sources):
     for component, path in sources.files().items():
         load_weights(getattr(components, component), path, component)
     return components
+
+
+@contextlib.contextmanager
+def dtype_policy(precision):
+    """Keras layers built inside store their variables in `precision` and compute in it, except where Keras' mixed
+    precision keeps float32.
+
+    Keras' mixed_* policies store every variable in float32, which would halve nothing; a plain half policy stores
+    everything in half, normalization scales and offsets too. So the normalization layers get the mixed policy
+    (float32 scale and offset, a few hundred kB in all; statistics in float32, as Keras computes them under any
+    policy) and every other layer the plain one: the same arithmetic as KerasCV under
+    `keras.mixed_precision.set_global_policy("mixed_" + precision)`, with half the bytes. Keras' policy is global,
+    so the previous one is restored on the way out."""
+    import keras
+
+    policy = keras.DTypePolicy(precision)
+    if precision != "float32":
+        policy = keras.dtype_policies.DTypePolicyMap(default_policy=policy)
+        policy[NORMALIZATION_LAYER_PATHS] = keras.DTypePolicy(f"mixed_{precision}")
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+# Layer paths (Keras' Layer.path) of KerasCV's GroupNormalization and LayerNormalization layers, at any depth.
+NORMALIZATION_LAYER_PATHS = r"(.*/)?(group|layer)_normalization(_\d+)?"
+
+
+def precision_of(components):
+    """The dtype that holds most of the components' parameter bytes (normalization layers keep float32)."""
+    counts = {}
+    for model in (components.text_encoder, components.diffusion_model, components.decoder):
+        for variable in model.variables:
+            counts[str(variable.dtype)] = counts.get(str(variable.dtype), 0) + math.prod(variable.shape)
+    return max(counts, key=counts.get)
 
 
 def load_weights(model, path, component):

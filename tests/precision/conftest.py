@@ -1,0 +1,63 @@
+"""A bfloat16 export of KerasCV's real architectures (random weights, 128x128) and KerasCV's own mixed_bfloat16
+images of the same weights, shared by the precision tests.
+
+Both start from the float32 session fixtures' weight files (tests/conftest.py). KerasCV's mixed-precision models
+are a second U-Net, so they are built in a subprocess (keras_cv_mixed.py), never in the pytest process.
+"""
+
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from chains import GUIDANCE, PROMPT, SEED, SIZE, STEPS
+from tf1 import served_version
+
+HERE = Path(__file__).resolve().parent
+
+
+def sd_export(weight_files, models_dir, clip_vocab, *flags):
+    command = [
+        sys.executable, "-m", "sd_export.cli",
+        "--ckpt", str(weight_files["diffusion_model"]),
+        "--text-encoder", str(weight_files["text_encoder"]),
+        "--decoder", str(weight_files["decoder"]),
+        "--height", str(SIZE), "--width", str(SIZE), "--models-dir", str(models_dir), "--clip-vocab", str(clip_vocab),
+        *flags,
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return models_dir
+
+
+@pytest.fixture(scope="session")
+def bfloat16_repository(keras_cv_weight_files, tmp_path_factory, clip_vocab_path):
+    """models/ written by `sd-export --precision bfloat16` from the float32 fixtures' .h5 files."""
+    models_dir = tmp_path_factory.mktemp("bfloat16") / "models"
+    return sd_export(keras_cv_weight_files, models_dir, clip_vocab_path, "--precision", "bfloat16")
+
+
+@pytest.fixture(scope="package")
+def bfloat16_served(bfloat16_repository):
+    yield from served_version(bfloat16_repository)
+
+
+@pytest.fixture(scope="session")
+def keras_cv_bfloat16_images(keras_cv_weight_files, tmp_path_factory, clip_vocab_path):
+    """KerasCV's text_to_image under mixed_bfloat16 for a batch of 1 and of 2: {"batch_1": [1,H,W,3], "batch_2": ...},
+    plus the subprocess's peak resident memory in bytes ("peak_bytes")."""
+    out = tmp_path_factory.mktemp("keras_cv_bfloat16") / "images.npz"
+    weights = json.dumps({name: str(path) for name, path in keras_cv_weight_files.items()})
+    command = [
+        sys.executable, str(HERE / "keras_cv_mixed.py"), "--policy", "mixed_bfloat16", "--weights", weights,
+        "--vocab", str(clip_vocab_path), "--size", str(SIZE), "--steps", str(STEPS), "--guidance", str(GUIDANCE),
+        "--prompt", PROMPT, "--seed", str(SEED), "--out", str(out),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    images = dict(np.load(out))
+    images["peak_bytes"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # the largest child so far
+    return images
