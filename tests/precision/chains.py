@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 from keras_cv.src.models.stable_diffusion.constants import _UNCONDITIONAL_TOKENS
 
-from sd_export import contract, ddim
+from sd_export import contract, samplers
 from sd_export.decoder import decode
 from sd_export.text_encoder import encode
 
@@ -37,8 +37,10 @@ def float32_chain(components, prompt_tokens, seeds):
     @tf.function
     def run():
         context, unconditional = encode(components.text_encoder, prompt_tokens, UNCONDITIONAL)
-        noise = ddim.initial_noise(tf.constant(seeds, tf.int32), SIZE // 8, SIZE // 8)
-        latent = ddim.sample(components.diffusion_model, noise, context, unconditional, STEPS, GUIDANCE)
+        noise = samplers.initial_noise(tf.constant(seeds, tf.int32), SIZE // 8, SIZE // 8)
+        latent = samplers.sample(
+            components.diffusion_model, noise, context, unconditional, STEPS, GUIDANCE, contract.DEFAULT_SAMPLER
+        )
         return decode(components.decoder, latent), latent
 
     images, latent = run()
