@@ -5,7 +5,6 @@ succeeds.
 """
 
 import argparse
-import hashlib
 import os
 import sys
 
@@ -25,9 +24,13 @@ def parse_args(argv):
         description="Export KerasCV Stable Diffusion v1.4 (text_encoder, diffusion_model, decoder) as TF Serving "
         "SavedModels. Stock weights are the CreativeML OpenRAIL-M licensed SD v1.4 weights KerasCV downloads.",
     )
-    parser.add_argument("--ckpt", help="fine-tuned DiffusionModel weights (.h5); default: KerasCV's SD v1.4 download")
-    parser.add_argument("--text-encoder", help="TextEncoder weights (.h5); default: KerasCV's download")
-    parser.add_argument("--decoder", help="VAE Decoder weights (.h5); default: KerasCV's download")
+    parser.add_argument(
+        "--ckpt",
+        help="SD 1.x checkpoint: a KerasCV DiffusionModel .h5, a .safetensors (CompVis/LDM layout) or a diffusers "
+        "folder; a whole checkpoint also gives the text encoder and decoder. Default: KerasCV's SD v1.4 download",
+    )
+    parser.add_argument("--text-encoder", help="text encoder from another checkpoint (any format --ckpt takes)")
+    parser.add_argument("--decoder", help="VAE decoder from another checkpoint (any format --ckpt takes)")
     parser.add_argument("--random-weights", action="store_true", help="no weights at all (offline smoke tests)")
     parser.add_argument("--height", type=int, default=512, help="image height in pixels (default 512)")
     parser.add_argument("--width", type=int, default=512, help="image width in pixels (default 512)")
@@ -56,6 +59,11 @@ def parse_args(argv):
 
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter would bury the messages
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["convert"]:
+        from sd_export.convert import main as convert_main
+
+        return convert_main(argv[1:])
     args = parse_args(argv)
     try:
         version = run(args)
@@ -91,8 +99,6 @@ def run(args):
     clip_vocab = resolve_clip_vocab(args.clip_vocab) if args.text_to_image else None
     components = build_components(args.height, args.width, sources)
     provenance = {"weights": sources.describe(), "random_weights": sources.random}
-    if args.ckpt:
-        provenance["ckpt_sha256"] = _sha256(args.ckpt)
     version, seconds = export_repository(
         components,
         args.models_dir,
@@ -103,6 +109,7 @@ def run(args):
         args.max_batch,
         provenance,
         clip_vocab,
+        source=sources.source(),
     )
     print(f"export took {seconds:.1f} s", file=sys.stderr)
     return version
@@ -128,14 +135,6 @@ def resolve_clip_vocab(path):
             f"could not download the CLIP vocabulary ({first_line}); pass --clip-vocab PATH (CLIP_VOCAB=) "
             "or --no-text-to-image"
         ) from None
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 if __name__ == "__main__":

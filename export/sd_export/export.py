@@ -34,10 +34,12 @@ def export_repository(
     max_batch=contract.DEFAULT_MAX_BATCH,
     provenance=None,
     clip_vocab=None,
+    source=None,
 ):
     """Export the components as one version of every model (text_to_image too when clip_vocab is given).
 
-    Returns (version, seconds)."""
+    source: where the weights came from, as strings ({"format": ..., "sha256": ...}, WeightSources.source()); recorded
+    with the version as source_<key>. Returns (version, seconds)."""
     contract.check_resolution(height, width)
     if not 1 <= max_batch <= contract.MAX_MAX_BATCH:
         raise ValueError(f"max batch {max_batch} is not supported: use 1..{contract.MAX_MAX_BATCH}")
@@ -45,7 +47,7 @@ def export_repository(
     started = time.monotonic()
     servables = servables_for(components, height, width, max_batch, clip_vocab)
     version = repository.choose_version(models_dir, servables, version)
-    repository.write_version(
-        servables, models_dir, version, label, height, width, max_batch, dict(provenance or {}, version=version)
-    )
+    provenance = dict(provenance or {}, version=version)
+    provenance.update({f"source_{key}": value for key, value in (source or {}).items()})
+    repository.write_version(servables, models_dir, version, label, height, width, max_batch, provenance)
     return version, time.monotonic() - started

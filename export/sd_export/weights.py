@@ -47,6 +47,8 @@ class WeightSources:
             if component not in checkpoint.parts():
                 raise WeightsError(missing_part_message(checkpoint.path, component, checkpoint))
         checkpoints = dict(opened)
+        if "decoder" in opened and "image_encoder" in opened["decoder"].parts():  # a replacement VAE: both halves
+            checkpoints["image_encoder"] = opened["decoder"]
         if "diffusion_model" in opened:  # a whole checkpoint also gives the parts not named on their own
             for part in opened["diffusion_model"].parts():
                 checkpoints.setdefault(part, opened["diffusion_model"])

@@ -107,3 +107,28 @@ def test_a_missing_tensor_is_named(tmp_path, vae_state, vae_models):
     message = str(caught.value)
     assert message.startswith(f"{path}: 2 VAE decoder tensors are missing (")
     assert "decoder.up.0.block.2.conv2.weight" in message and "decoder.norm_out.bias" in message
+
+
+def test_convert_writes_keras_files_that_reload_bit_identically(tmp_path, vae_state, vae_models):
+    """sd-export convert (a subprocess, as users run it): the .weights.h5 files Keras reads back equal the weights
+    loaded straight from the checkpoint; a second convert into the same folder is refused, nothing overwritten."""
+    import subprocess
+    import sys
+
+    source = tmp_path / "vae.safetensors"
+    save_file(ldm_vae(vae_state, "first_stage_model.", np.float16), str(source))
+    _, expected = loaded(source, vae_models)
+    out = tmp_path / "keras"
+    command = [sys.executable, "-m", "sd_export.cli", "convert", str(source), "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(path.name for path in out.iterdir()) == ["decoder.weights.h5", "image_encoder.weights.h5"]
+    assert not list(tmp_path.glob(".sd-export-convert-*")), "the staging folder is left behind"
+    for part, model in vae_models.items():
+        model.load_weights(out / f"{part}.weights.h5")
+        assert all(np.array_equal(np.array(a), b) for a, b in zip(model.weights, expected[part], strict=True)), part
+
+    before = sorted((path.name, path.stat().st_mtime_ns) for path in out.iterdir())
+    again = subprocess.run(command, capture_output=True, text=True)
+    assert again.returncode == 1 and "decoder.weights.h5 exists" in again.stderr.splitlines()[-1]
+    assert sorted((path.name, path.stat().st_mtime_ns) for path in out.iterdir()) == before
