@@ -2,6 +2,9 @@
 
     python torch_oracle.py shapes OUT.json   SD 1.4's tensor names and shapes in diffusers' naming (meta tensors, no
                                              memory), checked against diffusers' LDM converters both ways
+    python torch_oracle.py generate DIR      KerasCV's DDIM loop in torch on DIR/diffusers with DIR/generate_inputs.npz,
+                                             in diffusers' numerics and in KerasCV's (tanh GELU, GroupNorm eps 1e-5):
+                                             DIR/generated.npz (uint8 images, as KerasCV makes them)
     python torch_oracle.py build DIR         random SD 1.4 U-Net, VAE and CLIP text model (norm scales and offsets
                                              randomized), saved as a diffusers pipeline folder (DIR/diffusers, the U-Net
                                              sharded with an index) and as one LDM .safetensors (DIR/sd14.safetensors),
@@ -12,6 +15,7 @@ configs (sd14_layouts.py).
 """
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -76,6 +80,7 @@ def build(folder):
     torch.manual_seed(SEED)
     generator = torch.Generator().manual_seed(SEED)
     unet, vae, clip = (randomized(model, generator) for model in models())
+    check_ldm_renaming(unet.state_dict(), vae.state_dict(), clip.state_dict())
     rng = np.random.default_rng(SEED)
     latent = rng.standard_normal((1, 4, LATENT_SIZE, LATENT_SIZE)).astype(np.float32)
     image = rng.uniform(-1, 1, (1, 3, 8 * LATENT_SIZE, 8 * LATENT_SIZE)).astype(np.float32)
@@ -109,6 +114,56 @@ def build(folder):
     save_file(state, folder / "sd14.safetensors")
 
 
+def generate(folder):
+    """KerasCV's generate_image loop (keras_cv 0.9: timesteps, alphas, guidance, decoding to uint8) on diffusers'
+    models: only the models' numerics differ from KerasCV's run on the same inputs."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    folder = Path(folder)
+    inputs = dict(np.load(folder / "generate_inputs.npz"))
+    unet = UNet2DConditionModel.from_pretrained(folder / "diffusers" / "unet").eval()
+    vae = AutoencoderKL.from_pretrained(folder / "diffusers" / "vae").eval()
+    clip = CLIPTextModel.from_pretrained(folder / "diffusers" / "text_encoder").eval()
+    images = {"diffusers": run_loop(unet, vae, clip, inputs)}
+    keras_numerics(unet, vae)
+    images["keras_numerics"] = run_loop(unet, vae, clip, inputs)
+    np.savez(folder / "generated.npz", **images)
+
+
+def keras_numerics(unet, vae):
+    """KerasCV's two departures: GEGLU's GELU is the tanh approximation; every GroupNorm has eps 1e-5."""
+    from diffusers.models.activations import GEGLU
+
+    def tanh_gelu(self, gate):
+        return torch.nn.functional.gelu(gate, approximate="tanh")
+
+    GEGLU.gelu = tanh_gelu
+    for model in (unet, vae):
+        for module in model.modules():
+            if isinstance(module, torch.nn.GroupNorm):
+                module.eps = 1e-5
+
+
+def run_loop(unet, vae, clip, inputs):
+    with torch.no_grad():
+        context = clip(torch.from_numpy(inputs["tokens"].astype(np.int64))).last_hidden_state
+        unconditional = clip(torch.from_numpy(inputs["unconditional_tokens"].astype(np.int64))).last_hidden_state
+        latent = torch.from_numpy(inputs["noise"]).permute(0, 3, 1, 2)
+        guidance = float(inputs["guidance"])
+        alphas, alphas_prev = inputs["alphas"], inputs["alphas_prev"]
+        for index, timestep in reversed(list(enumerate(inputs["timesteps"].tolist()))):
+            latent_prev = latent
+            uncond = unet(latent, timestep, unconditional).sample
+            cond = unet(latent, timestep, context).sample
+            noise = uncond + guidance * (cond - uncond)
+            a_t, a_prev = float(alphas[index]), float(alphas_prev[index])
+            pred_x0 = (latent_prev - math.sqrt(1 - a_t) * noise) / math.sqrt(a_t)
+            latent = noise * math.sqrt(1.0 - a_prev) + math.sqrt(a_prev) * pred_x0
+        decoded = vae.decode(latent / 0.18215).sample.permute(0, 2, 3, 1).numpy()
+    return np.clip((decoded + 1) / 2 * 255, 0, 255).astype("uint8")
+
+
 if __name__ == "__main__":
     torch.set_num_threads(2)
-    {"shapes": shapes, "build": build}[sys.argv[1]](sys.argv[2])
+    {"shapes": shapes, "build": build, "generate": generate}[sys.argv[1]](sys.argv[2])
