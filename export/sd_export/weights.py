@@ -59,10 +59,13 @@ class WeightSources:
         if self.random:
             return "RANDOM weights (no weights loaded: images will be noise)"
         checkpoints = self.check_files()
-        return ", ".join(
-            f"{part}: {f'{checkpoints[part].path} ({checkpoints[part].format_name})' if part in checkpoints else 'KerasCV SD v1.4 download'}"
-            for part in ("diffusion_model", "text_encoder", "decoder")
-        )
+
+        def origin(part):
+            if part not in checkpoints:
+                return "KerasCV SD v1.4 download"
+            return f"{checkpoints[part].path} ({checkpoints[part].format_name})"
+
+        return ", ".join(f"{part}: {origin(part)}" for part in ("diffusion_model", "text_encoder", "decoder"))
 
     def source(self):
         """The checkpoint the U-Net came from, as strings: format name and sha256 (see sd_export.checkpoints for how

@@ -54,6 +54,7 @@ def diffusers_unet(folder, config=None, weights=True):
     ("model.ckpt", b"PK\x03\x04" + bytes(60)),  # torch.save's zip container
     ("model.pt", b"\x80\x04\x95" + bytes(60)),  # a bare pickle
     ("weights.bin", b"\x80\x02}q\x00" + bytes(60)),
+    ("renamed.safetensors", b"\x80\x04\x95" + bytes(60)),  # told by content, whatever the name says
 ])  # fmt: skip
 def test_pickle_files_are_never_opened(tmp_path, name, head):
     path = tmp_path / name

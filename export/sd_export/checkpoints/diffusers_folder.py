@@ -131,7 +131,8 @@ def model_store(path, folder):
     pickles = sorted(name for name in os.listdir(where) if name.endswith(PICKLE_SUFFIXES))
     if pickles:
         raise WeightsError(pickle_message(os.path.join(where, pickles[0])))
-    raise WeightsError(f"{where}: no *.safetensors weights (expected {WEIGHT_NAMES[0]}.safetensors or {WEIGHT_NAMES[1]}.safetensors)")
+    expected = " or ".join(f"{name}.safetensors" for name in WEIGHT_NAMES)
+    raise WeightsError(f"{where}: no *.safetensors weights (expected {expected})")
 
 
 def sharded_store(path, folder, index, config):
