@@ -58,22 +58,22 @@ def parse_args(argv):
 
 
 def main(argv=None):
+    """`sd-export [flags]` exports; `sd-export convert CKPT --out DIR` writes KerasCV .h5 files (sd_export.convert)."""
+    from sd_export import convert
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter would bury the messages
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["convert"]:
-        from sd_export.convert import main as convert_main
-
-        return convert_main(argv[1:])
-    args = parse_args(argv)
+    converting = argv[:1] == ["convert"]
+    args = convert.parse_args(argv[1:]) if converting else parse_args(argv)
     try:
-        version = run(args)
+        outcome = convert.run(args) if converting else f"exported version {run(args)} to {args.models_dir}"
     except KeyboardInterrupt:
-        print("sd-export: interrupted; the model repository is unchanged", file=sys.stderr)
+        print("sd-export: interrupted; nothing was written", file=sys.stderr)
         return 130
     except Exception as error:  # every failure is one line, never a traceback
         print(f"sd-export: error: {error}", file=sys.stderr)
         return 1
-    print(f"exported version {version} to {args.models_dir}")
+    print(outcome)
     return 0
 
 

@@ -11,7 +11,6 @@ a temporary folder beside DIR and moved in at the end; existing files are never 
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 
 from sd_export import contract
@@ -32,19 +31,9 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def main(argv):
-    args = parse_args(argv)
-    try:
-        written = convert(args.ckpt, args.out, args.text_encoder, args.decoder)
-    except KeyboardInterrupt:
-        print("sd-export convert: interrupted; nothing was written", file=sys.stderr)
-        return 130
-    except Exception as error:  # every failure is one line, never a traceback
-        print(f"sd-export convert: error: {error}", file=sys.stderr)
-        return 1
-    for path in written:
-        print(path)
-    return 0
+def run(args):
+    """Convert as the parsed arguments say; returns the written paths, one a line."""
+    return "\n".join(convert(args.ckpt, args.out, args.text_encoder, args.decoder))
 
 
 def output_name(part):
