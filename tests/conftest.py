@@ -2,7 +2,7 @@
 
 Exports are expensive, so each is a session fixture: the stand-in repository (tiny models, the real exporter, the
 real contract) for protocol, server and client tests; the KerasCV repository (the real architectures with random
-weights at 128x128, exported by the sd-export CLI from .h5 files) for parity and end-to-end tests.
+weights from the outside oracle's checkpoint at 128x128, exported by the sd-export CLI) for parity and end-to-end tests.
 """
 
 from pathlib import Path
@@ -52,18 +52,42 @@ KERAS_CV_SIZE = 128  # KerasCV's StableDiffusion rounds sizes to multiples of 12
 
 
 @pytest.fixture(scope="session")
-def keras_cv_components():
-    """KerasCV's real SD v1.4 architectures with seeded random weights: the one in-process copy of each model."""
-    import keras
-    from keras_cv.models.stable_diffusion import Decoder, DiffusionModel, TextEncoder
-    from sd_export.weights import Components
+def sd14_checkpoint(tmp_path_factory):
+    """SD 1.4's architecture with random weights from outside this project: diffusers' UNet2DConditionModel and
+    AutoencoderKL and transformers' CLIPTextModel, built in their own process (torch never enters this one) and saved
+    as one CompVis/LDM .safetensors and as a diffusers folder, with their forward passes (tests/checkpoints/
+    torch_oracle.py). About a minute and 6 GB in that process; 9 GB of files."""
+    import subprocess
+    import sys
 
-    keras.utils.set_random_seed(7)
-    return Components(
+    folder = tmp_path_factory.mktemp("sd14")
+    script = PROJECT_ROOT / "tests" / "checkpoints" / "torch_oracle.py"
+    result = subprocess.run([sys.executable, str(script), "build", str(folder)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {
+        "ldm": folder / "sd14.safetensors",
+        "diffusers": folder / "diffusers",
+        "reference": folder / "reference.npz",
+    }
+
+
+@pytest.fixture(scope="session")
+def keras_cv_components(sd14_checkpoint):
+    """KerasCV's real SD v1.4 architectures holding the oracle checkpoint's weights, converted from its LDM file by
+    sd_export's loader: the one in-process copy of each model."""
+    from keras_cv.models.stable_diffusion import Decoder, DiffusionModel, TextEncoder
+    from sd_export.checkpoints import open_checkpoint
+    from sd_export.weights import Components, load_part
+
+    components = Components(
         TextEncoder(77, download_weights=False),
         DiffusionModel(KERAS_CV_SIZE, KERAS_CV_SIZE, 77, download_weights=False),
         Decoder(KERAS_CV_SIZE, KERAS_CV_SIZE, download_weights=False),
     )
+    checkpoint = open_checkpoint(sd14_checkpoint["ldm"], "diffusion_model")
+    for part in ("text_encoder", "diffusion_model", "decoder"):
+        load_part(checkpoint, part, getattr(components, part))
+    return components
 
 
 @pytest.fixture(scope="session")
@@ -87,17 +111,18 @@ def keras_cv_weight_files(keras_cv_components, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def keras_cv_repository(keras_cv_weight_files, tmp_path_factory, clip_vocab_path):
-    """models/ exported by the sd-export CLI (a subprocess, as `make export` runs it) from the weight files."""
+def keras_cv_repository(sd14_checkpoint, keras_cv_weight_files, tmp_path_factory, clip_vocab_path):
+    """models/ exported by the sd-export CLI (a subprocess, as `make export` runs it) from three formats at once: the
+    U-Net from the LDM .safetensors, the text encoder from a KerasCV .h5, the decoder from the diffusers folder."""
     import subprocess
     import sys
 
     models_dir = tmp_path_factory.mktemp("keras_cv") / "models"
     command = [
         sys.executable, "-m", "sd_export.cli",
-        "--ckpt", str(keras_cv_weight_files["diffusion_model"]),
+        "--ckpt", str(sd14_checkpoint["ldm"]),
         "--text-encoder", str(keras_cv_weight_files["text_encoder"]),
-        "--decoder", str(keras_cv_weight_files["decoder"]),
+        "--decoder", str(sd14_checkpoint["diffusers"]),
         "--height", str(KERAS_CV_SIZE), "--width", str(KERAS_CV_SIZE),
         "--models-dir", str(models_dir), "--label", "tuned", "--clip-vocab", str(clip_vocab_path),
     ]  # fmt: skip

@@ -5,7 +5,6 @@ succeeds.
 """
 
 import argparse
-import hashlib
 import os
 import sys
 from pathlib import Path
@@ -13,8 +12,6 @@ from pathlib import Path
 from sd_export import contract
 
 CLIP_VOCAB_SHA256 = "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
-# The file_hash KerasCV checks on its SD v1.4 DiffusionModel download (kcv_diffusion_model.h5): the stock "Model hash".
-KERAS_CV_DIFFUSION_MODEL_SHA256 = "8799ff9763de13d7f30a683d653018e114ed24a6a819667da4f5ee10f9e805fe"
 # OpenAI CLIP's vocabulary (MIT licence), shipped so that exports work offline.
 SHIPPED_CLIP_VOCAB = Path(__file__).parent / "clip" / "bpe_simple_vocab_16e6.txt.gz"
 RANDOM_WEIGHTS_BANNER = """\
@@ -30,9 +27,13 @@ def parse_args(argv):
         description="Export KerasCV Stable Diffusion v1.4 (text_encoder, diffusion_model, decoder) as TF Serving "
         "SavedModels. Stock weights are the CreativeML OpenRAIL-M licensed SD v1.4 weights KerasCV downloads.",
     )
-    parser.add_argument("--ckpt", help="fine-tuned DiffusionModel weights (.h5); default: KerasCV's SD v1.4 download")
-    parser.add_argument("--text-encoder", help="TextEncoder weights (.h5); default: KerasCV's download")
-    parser.add_argument("--decoder", help="VAE Decoder weights (.h5); default: KerasCV's download")
+    parser.add_argument(
+        "--ckpt",
+        help="SD 1.x checkpoint: a KerasCV DiffusionModel .h5, a .safetensors (CompVis/LDM layout) or a diffusers "
+        "folder; a whole checkpoint also gives the text encoder and decoder. Default: KerasCV's SD v1.4 download",
+    )
+    parser.add_argument("--text-encoder", help="text encoder from another checkpoint (any format --ckpt takes)")
+    parser.add_argument("--decoder", help="VAE decoder from another checkpoint (any format --ckpt takes)")
     parser.add_argument("--random-weights", action="store_true", help="no weights at all (offline smoke tests)")
     parser.add_argument("--height", type=int, default=512, help="image height in pixels (default 512)")
     parser.add_argument("--width", type=int, default=512, help="image width in pixels (default 512)")
@@ -67,17 +68,22 @@ def parse_args(argv):
 
 
 def main(argv=None):
+    """`sd-export [flags]` exports; `sd-export convert CKPT --out DIR` writes KerasCV .h5 files (sd_export.convert)."""
+    from sd_export import convert
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter would bury the messages
-    args = parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    converting = argv[:1] == ["convert"]
+    args = convert.parse_args(argv[1:]) if converting else parse_args(argv)
     try:
-        version = run(args)
+        outcome = convert.run(args) if converting else f"exported version {run(args)} to {args.models_dir}"
     except KeyboardInterrupt:
-        print("sd-export: interrupted; the model repository is unchanged", file=sys.stderr)
+        print("sd-export: interrupted; nothing was written", file=sys.stderr)
         return 130
     except Exception as error:  # every failure is one line, never a traceback
         print(f"sd-export: error: {error}", file=sys.stderr)
         return 1
-    print(f"exported version {version} to {args.models_dir}")
+    print(outcome)
     return 0
 
 
@@ -102,11 +108,7 @@ def run(args):
 
     clip_vocab = resolve_clip_vocab(args.clip_vocab) if args.text_to_image else None
     components = build_components(args.height, args.width, sources, args.precision)
-    provenance = {
-        "weights": sources.describe(),
-        "random_weights": sources.random,
-        **source_record(sources, precision=args.precision),
-    }
+    provenance = {"weights": sources.describe(), "random_weights": sources.random}
     version, seconds = export_repository(
         components,
         args.models_dir,
@@ -118,21 +120,10 @@ def run(args):
         provenance,
         clip_vocab,
         precision=args.precision,
+        source=sources.source(),
     )
     print(f"export took {seconds:.1f} s", file=sys.stderr)
     return version
-
-
-def source_record(sources, precision="float32"):
-    """The provenance values: the export's precision and the U-Net's checkpoint (what the SD UIs call the model and
-    its hash)."""
-    from sd_export.provenance import record
-
-    if sources.random:
-        return record(precision, source_format="random")
-    if sources.diffusion_model is None:
-        return record(precision, "keras_cv_download", KERAS_CV_DIFFUSION_MODEL_SHA256)
-    return record(precision, "keras_h5", _sha256(sources.diffusion_model))
 
 
 def resolve_clip_vocab(path):
@@ -147,14 +138,6 @@ def resolve_clip_vocab(path):
             "sd_export, or pass --clip-vocab PATH (CLIP_VOCAB=)"
         )
     return SHIPPED_CLIP_VOCAB
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 if __name__ == "__main__":

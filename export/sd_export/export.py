@@ -35,11 +35,13 @@ def export_repository(
     provenance=None,
     clip_vocab=None,
     precision=contract.DEFAULT_PRECISION,
+    source=None,
 ):
     """Export the components as one version of every model (text_to_image too when clip_vocab is given).
 
     `precision` is recorded with the version and must be the dtype the components store their variables in
-    (weights.build_components(..., precision=...)). Returns (version, seconds)."""
+    (weights.build_components(..., precision=...)). source: where the weights came from, as strings ({"format": ...,
+    "sha256": ...}, WeightSources.source()); recorded with the version as source_<key>. Returns (version, seconds)."""
     from sd_export.weights import precision_of
 
     contract.check_resolution(height, width)
@@ -53,5 +55,6 @@ def export_repository(
     servables = servables_for(components, height, width, max_batch, clip_vocab)
     version = repository.choose_version(models_dir, servables, version)
     provenance = dict(provenance or {}, version=version, precision=precision)
+    provenance.update({f"source_{key}": value for key, value in (source or {}).items()})
     repository.write_version(servables, models_dir, version, label, height, width, max_batch, provenance)
     return version, time.monotonic() - started

@@ -13,14 +13,8 @@ from sd_export import checks, contract
 from sd_export.servable import input_signature
 
 
-def record(precision="float32", source_format="", source_sha256=""):
-    """The provenance values, keyed by contract.PROVENANCE_KEYS (strings, "" where unknown)."""
-    values = {"precision": precision, "source_format": source_format, "source_sha256": source_sha256}
-    return {key: str(values[key]) for key in contract.PROVENANCE_KEYS}
-
-
 def provenance_function(model, values):
-    """The `provenance` signature's tf.function for `model`, answering from `values` (see record())."""
+    """The `provenance` signature's tf.function for `model`, answering from `values` ({key: str} for contract.PROVENANCE_KEYS)."""
     keys = tf.constant(list(contract.PROVENANCE_KEYS))
     answers = tf.constant([values.get(key, "") for key in contract.PROVENANCE_KEYS])
     known = ", ".join(contract.PROVENANCE_KEYS)

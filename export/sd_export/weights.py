@@ -1,110 +1,135 @@
-"""Build KerasCV's SD v1.4 components and load their weights: stock downloads, local .h5 files, or none.
+"""Build KerasCV's SD v1.4 components and load their weights: stock downloads, local checkpoints, or none.
 
-Only HDF5 weight files are read (KerasCV's downloads and Keras' save_weights, legacy or .weights.h5 layout): no
-pickle-based format is ever opened. Every failure becomes a WeightsError with one line naming the file and what was
-expected, raised before anything is written.
+A checkpoint is a KerasCV .h5, an SD 1.x .safetensors (CompVis/LDM layout) or a diffusers folder (see
+sd_export.checkpoints); no pickle-based format is ever opened. --ckpt names the U-Net's checkpoint, which also gives the
+text encoder and the VAE decoder when it holds them; --text-encoder and --decoder override those parts. Every failure
+becomes a WeightsError with one line naming the file, raised before anything is written.
 """
 
 import contextlib
 import dataclasses
 import math
-import os
-
-import h5py
 
 from sd_export import contract
+from sd_export.checkpoints import PART_NAMES, WeightsError, missing_part_message, open_checkpoint
 
+__all__ = ["WeightsError", "WeightSources", "Components", "build_components"]
 
-class WeightsError(Exception):
-    """A weights file that cannot be used; the message is one line naming the file."""
+# The file_hash KerasCV checks on its SD v1.4 DiffusionModel download (kcv_diffusion_model.h5): the stock "Model hash".
+KERAS_CV_DIFFUSION_MODEL_SHA256 = "8799ff9763de13d7f30a683d653018e114ed24a6a819667da4f5ee10f9e805fe"
+IMAGE_ENCODER_SIZE = 128  # ImageEncoder takes any size; its weights do not depend on it
 
 
 @dataclasses.dataclass
 class WeightSources:
-    """Where each component's weights come from: a local .h5 path, None for KerasCV's download."""
+    """Where each component's weights come from: a local checkpoint path, None for KerasCV's download."""
 
     diffusion_model: str | None = None
     text_encoder: str | None = None
     decoder: str | None = None
     random: bool = False  # no weights at all: random initialization (offline smoke tests, CI)
 
-    def files(self):
-        """{component: path} of the local weight files."""
+    def __post_init__(self):
+        self._checkpoints = None
+
+    def named(self):
+        """{component: path} of the checkpoints named on the command line."""
         paths = {"diffusion_model": self.diffusion_model, "text_encoder": self.text_encoder, "decoder": self.decoder}
-        return {component: path for component, path in paths.items() if path is not None}
+        return {component: str(path) for component, path in paths.items() if path is not None}
 
     def check_files(self):
-        """Fail early, with one line, on files that cannot be used or that contradict --random-weights."""
-        for component, path in self.files().items():
-            if self.random:
-                raise WeightsError(f"--random-weights and a {component} weights file ({path}) exclude each other")
-            check_weights_file(path, component)
+        """Open every named checkpoint (cheap: headers only) and fail early, with one line, on one that cannot be used
+        or that contradicts --random-weights. Returns {part: Checkpoint} for every part with local weights."""
+        if self._checkpoints is not None:
+            return self._checkpoints
+        named = self.named()
+        if self.random and named:
+            component, path = next(iter(named.items()))
+            raise WeightsError(f"--random-weights and a {component} checkpoint ({path}) exclude each other")
+        opened = {component: open_checkpoint(path, component) for component, path in named.items()}
+        for component, checkpoint in opened.items():
+            if component not in checkpoint.parts():
+                raise WeightsError(missing_part_message(checkpoint.path, component, checkpoint))
+        checkpoints = dict(opened)
+        if "decoder" in opened and "image_encoder" in opened["decoder"].parts():  # a replacement VAE: both halves
+            checkpoints["image_encoder"] = opened["decoder"]
+        if "diffusion_model" in opened:  # a whole checkpoint also gives the parts not named on their own
+            for part in opened["diffusion_model"].parts():
+                checkpoints.setdefault(part, opened["diffusion_model"])
+        self._checkpoints = checkpoints
+        return checkpoints
 
     def describe(self):
         if self.random:
             return "RANDOM weights (no weights loaded: images will be noise)"
-        return ", ".join(
-            f"{name}: {path or 'KerasCV SD v1.4 download'}"
-            for name, path in (
-                ("diffusion_model", self.diffusion_model),
-                ("text_encoder", self.text_encoder),
-                ("decoder", self.decoder),
-            )
-        )
+        checkpoints = self.check_files()
+
+        def origin(part):
+            if part not in checkpoints:
+                return "KerasCV SD v1.4 download"
+            return f"{checkpoints[part].path} ({checkpoints[part].format_name})"
+
+        return ", ".join(f"{part}: {origin(part)}" for part in ("diffusion_model", "text_encoder", "decoder"))
+
+    def source(self):
+        """The checkpoint the U-Net came from, as strings: format name and sha256 (see sd_export.checkpoints for how
+        a folder's is defined); other parts' checkpoints when they differ, under <part>_format / <part>_sha256."""
+        if self.random:
+            return {"format": "random"}
+        checkpoints = self.check_files()
+        if "diffusion_model" not in checkpoints:
+            return {"format": "keras_cv_download", "sha256": KERAS_CV_DIFFUSION_MODEL_SHA256}
+        main = checkpoints["diffusion_model"]
+        source = {"format": main.format_name, "sha256": main.sha256()}
+        for part in ("text_encoder", "decoder"):
+            if part in checkpoints and checkpoints[part] is not main:
+                source[f"{part}_format"] = checkpoints[part].format_name
+                source[f"{part}_sha256"] = checkpoints[part].sha256()
+        return source
 
 
 @dataclasses.dataclass
 class Components:
-    """The three Keras models the servables call."""
+    """The Keras models the servables call (image_encoder: only when asked for, by `sd-export convert`)."""
 
     text_encoder: object
     diffusion_model: object
     decoder: object
+    image_encoder: object = None
 
 
-def check_weights_file(path, component):
-    """Fail early, with one line, on a file that is missing, not HDF5, or truncated."""
-    if not os.path.isfile(path):
-        raise WeightsError(f"{component} weights {path}: no such file (expected an .h5 of {component} weights)")
-    if not path.endswith((".h5", ".hdf5")):
-        raise WeightsError(f"{component} weights {path}: expected an HDF5 weights file ending in .h5")
-    if not h5py.is_hdf5(path):
-        raise WeightsError(f"{component} weights {path}: not an HDF5 file (expected Keras save_weights output)")
-    try:
-        with h5py.File(path, "r") as handle:
-            handle.visit(lambda name: None)  # walks every group: a truncated file fails here
-    except (OSError, RuntimeError) as error:
-        raise WeightsError(f"{component} weights {path}: unreadable HDF5 ({_first_line(error)})") from None
-
-
-def build_components(height, width, sources, precision=contract.DEFAULT_PRECISION):
-    """KerasCV's TextEncoder, DiffusionModel and Decoder at height x width with the requested weights, their
-    variables stored and computed in `precision` (float32 weight files are cast as they load)."""
-    from keras_cv.models.stable_diffusion import Decoder, DiffusionModel, TextEncoder
+def build_components(height, width, sources, precision=contract.DEFAULT_PRECISION, image_encoder=False):
+    """KerasCV's TextEncoder, DiffusionModel and Decoder (and ImageEncoder) at height x width with the requested
+    weights, their variables stored and computed in `precision` (float32 and half checkpoints are cast as they
+    load)."""
+    from keras_cv.models.stable_diffusion import Decoder, DiffusionModel, ImageEncoder, TextEncoder
 
     contract.check_resolution(height, width)
     contract.check_precision(precision)
-    sources.check_files()
+    checkpoints = sources.check_files()
 
-    def download(path):
-        return path is None and not sources.random
+    def download(part):
+        return part not in checkpoints and not sources.random
 
     try:
         with dtype_policy(precision):
-            text_encoder = TextEncoder(contract.MAX_PROMPT_TOKENS, download_weights=download(sources.text_encoder))
-            diffusion_model = DiffusionModel(
-                height, width, contract.MAX_PROMPT_TOKENS, download_weights=download(sources.diffusion_model)
+            components = Components(
+                TextEncoder(contract.MAX_PROMPT_TOKENS, download_weights=download("text_encoder")),
+                DiffusionModel(height, width, contract.MAX_PROMPT_TOKENS, download_weights=download("diffusion_model")),
+                Decoder(height, width, download_weights=download("decoder")),
             )
-            decoder = Decoder(height, width, download_weights=download(sources.decoder))
+            if image_encoder:
+                components.image_encoder = ImageEncoder(download_weights=download("image_encoder"))
     except Exception as error:  # KerasCV's get_file raises several types when offline
         raise WeightsError(
-            f"could not download KerasCV's SD v1.4 weights ({_first_line(error)}); pass local .h5 files "
+            f"could not download KerasCV's SD v1.4 weights ({_first_line(error)}); pass local checkpoints "
             "(CKPT, TEXT_ENCODER, DECODER) or --random-weights"
         ) from None
 
-    components = Components(text_encoder, diffusion_model, decoder)
-    for component, path in sources.files().items():
-        load_weights(getattr(components, component), path, component)
+    for part, checkpoint in checkpoints.items():
+        model = getattr(components, part)
+        if model is not None:
+            load_part(checkpoint, part, model)
     return components
 
 
@@ -146,13 +171,16 @@ def precision_of(components):
     return max(counts, key=counts.get)
 
 
-def load_weights(model, path, component):
+def load_part(checkpoint, part, model):
+    """One part's weights into its KerasCV model: the whole plan is checked before a variable is set."""
+    if part not in checkpoint.parts():
+        raise WeightsError(missing_part_message(checkpoint.path, part, checkpoint))
     try:
-        model.load_weights(path)
-    except Exception as error:  # Keras raises ValueError, KeyError or OSError depending on the mismatch
-        raise WeightsError(
-            f"{component} weights {path}: do not fit KerasCV's SD v1.4 {component} ({_first_line(error)})"
-        ) from None
+        checkpoint.load_into(part, model)
+    except WeightsError:
+        raise
+    except (ValueError, KeyError, OSError) as error:
+        raise WeightsError(f"{checkpoint.path}: {PART_NAMES[part]} could not be read ({_first_line(error)})") from None
 
 
 def _first_line(error):

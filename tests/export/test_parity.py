@@ -1,8 +1,9 @@
 """The exported chain reproduces KerasCV's own StableDiffusion on the same weights, tokens and seeds.
 
-The reference is keras_cv.models.StableDiffusion running the in-process models whose weights the exporter read from
-.h5 files (so this is also the CKPT / TEXT_ENCODER / DECODER round trip); the exported models run in TF1 sessions, as
-TF Serving runs them.
+The reference is keras_cv.models.StableDiffusion running the in-process models, which hold the outside oracle's
+checkpoint converted from its LDM .safetensors; the exporter read the same weights from three formats (CKPT: the LDM
+file, TEXT_ENCODER: a KerasCV .h5, DECODER: the diffusers folder), so this is also their round trip. The exported
+models run in TF1 sessions, as TF Serving runs them.
 """
 
 import io

@@ -68,10 +68,8 @@ def test_the_stock_weights_hash_is_the_one_keras_cv_checks(tmp_path):
 
     from keras_cv.models.stable_diffusion import DiffusionModel
 
-    from sd_export.cli import KERAS_CV_DIFFUSION_MODEL_SHA256, source_record
-    from sd_export.weights import WeightSources
+    from sd_export.weights import KERAS_CV_DIFFUSION_MODEL_SHA256, WeightSources
 
     assert f'file_hash="{KERAS_CV_DIFFUSION_MODEL_SHA256}"' in inspect.getsource(DiffusionModel.__init__)
-    assert source_record(WeightSources())["source_sha256"] == KERAS_CV_DIFFUSION_MODEL_SHA256
-    assert source_record(WeightSources(random=True)) == {"precision": "float32", "source_format": "random",
-                                                          "source_sha256": ""}  # fmt: skip
+    assert WeightSources().source() == {"format": "keras_cv_download", "sha256": KERAS_CV_DIFFUSION_MODEL_SHA256}
+    assert WeightSources(random=True).source() == {"format": "random"}
