@@ -59,10 +59,14 @@ $(BIN)/.installed: export/pyproject.toml serving/pyproject.toml client/pyproject
 
 install: $(BIN)/.installed install-system
 
-# curl (a test drives the server with it) and Debian's docker-compose (validates compose.yaml without an engine).
+# curl (a test drives the server with it), Debian's docker-compose (validates compose.yaml without an engine) and
+# kubectl (its built-in kustomize renders kubernetes/; Debian's own kubernetes-client is too old for it, so kubectl
+# comes from an apt source that has it, e.g. pkgs.k8s.io or Google Cloud's, when one is configured).
 install-system:
 	@missing=""; command -v curl >/dev/null || missing="$$missing curl"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	command -v kubectl >/dev/null || { apt-cache show kubectl >/dev/null 2>&1 && missing="$$missing kubectl" || \
+	  echo "install-system: please install kubectl >= 1.27 (https://kubernetes.io/docs/tasks/tools/): the kubernetes/ tests need it"; }; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

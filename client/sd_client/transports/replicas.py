@@ -32,8 +32,8 @@ class ReplicatedTransport:
         self.backoff = backoff
         self._turn = itertools.count()
         self._lock = threading.Lock()
-        self.answered = collections.Counter()  # repr(replica) -> requests it answered (a replica's share of the work)
-        self.failovers = collections.Counter()  # repr(replica) -> requests it could not take
+        self.answered = collections.Counter()  # endpoint -> requests it answered (each replica's share of the work)
+        self.failovers = collections.Counter()  # endpoint -> requests it could not take
 
     def __repr__(self):
         return f"ReplicatedTransport({self.transports!r})"
@@ -63,10 +63,10 @@ class ReplicatedTransport:
                 except errors.Unavailable as error:
                     last_error = error
                     with self._lock:
-                        self.failovers[repr(transport)] += 1
+                        self.failovers[endpoint_of(transport)] += 1
                     continue
                 with self._lock:
-                    self.answered[repr(transport)] += 1
+                    self.answered[endpoint_of(transport)] += 1
                 return answer
             if attempt < self.retries:
                 time.sleep(min(self.backoff * 2**attempt, MAX_BACKOFF_SECONDS))
@@ -74,6 +74,11 @@ class ReplicatedTransport:
             f"none of the {count} replicas took the request ({self.retries + 1} rounds); last: {last_error.message}",
             model=last_error.model,
         )
+
+
+def endpoint_of(transport):
+    """Where a transport sends its requests: the REST URL or the gRPC target."""
+    return getattr(transport, "url", None) or getattr(transport, "target", None) or repr(transport)
 
 
 class RoutedTransport:
