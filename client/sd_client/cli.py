@@ -120,7 +120,7 @@ def _non_negative_int(text):
 
 def _client(args):
     return Client(
-        endpoints(args.url or [os.environ.get(URL_ENV)]),
+        endpoints(args.url),
         models_dir=args.models_dir,
         timeout=args.timeout,
         vocab_path=args.vocab,
@@ -130,8 +130,9 @@ def _client(args):
 
 
 def endpoints(urls):
-    """--url given once: that URL (or None); several times or with commas: the list, for replicas."""
-    urls = [url for url in urls if url is not None]
+    """--url given once: that URL; several times or with commas: the list, for replicas; never: $SD_CLIENT_URL or
+    None (in-process)."""
+    urls = [url for url in (urls or [os.environ.get(URL_ENV)]) if url]
     if not urls:
         return None
     return urls[0] if len(urls) == 1 else urls

@@ -23,7 +23,7 @@ from replica_run import (
     start_replicas,
 )
 
-from sd_client import Client
+from sd_client import Client, cli
 
 IMAGES = 24
 SEEDS = list(range(1000, 1000 + IMAGES))
@@ -100,6 +100,22 @@ def test_four_clients_survive_a_killed_replica_and_use_it_again(replicas, clip_v
         assert answered[host] > 0, f"{host} took no requests: {answered}"
     after_restart = answered[hosts[VICTIM]] - answered_before_restart.get(hosts[VICTIM], 0)
     assert after_restart > 0, f"the restarted replica took no requests: {answered_before_restart} -> {answered}"
+
+
+def test_split_routing_and_the_cli_over_replicas(replicas, clip_vocab_path, single_server_images, capsys):
+    """Per-model routing as the split layout uses it (text_encoder and decoder on one host over REST, the U-Net on two
+    others over gRPC) gives the single-server image; `sd-client health` takes the replicas as one --url list."""
+    hosts, ports = replicas.hosts, replicas.ports
+    rest, grpc = rest_urls(hosts, ports), grpc_urls(hosts, ports)
+    routes = {"text_encoder": rest[0], "decoder": rest[0], "diffusion_model": grpc[1:]}
+    with Client(routes, vocab_path=clip_vocab_path) as client:
+        for seed in SEEDS[:2]:
+            np.testing.assert_array_equal(
+                client.generate(PROMPT, num_steps=STEPS, seed=seed)[0].array, single_server_images[seed]
+            )
+        assert sorted(client.transport.routes["diffusion_model"].answered) == [url[7:] for url in grpc[1:]]
+    assert cli.main(["health", "--url", ",".join(grpc[:2]), "--url", grpc[2]]) == 0
+    assert "diffusion_model: version 1 AVAILABLE, version 2 AVAILABLE" in capsys.readouterr().out
 
 
 def test_dns_and_address_list_targets_use_grpcs_round_robin(replicas, clip_vocab_path, single_server_images):
