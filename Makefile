@@ -66,13 +66,17 @@ $(BIN)/.installed: export/pyproject.toml serving/pyproject.toml client/pyproject
 
 install: $(BIN)/.installed install-system
 
-# curl (a test drives the server with it), Debian's docker-compose (validates compose.yaml without an engine), and
-# Debian's chromium with its chromedriver (a test drives the web page in a real browser; no driver download).
+# curl (a test drives the server with it), Debian's docker-compose (validates compose.yaml without an engine),
+# Debian's chromium with its chromedriver (a test drives the web page in a real browser; no driver download) and
+# kubectl (its built-in kustomize renders kubernetes/; Debian's own kubernetes-client is too old for it, so kubectl
+# comes from an apt source that has it, e.g. pkgs.k8s.io or Google Cloud's, when one is configured).
 install-system:
 	@missing=""; command -v curl >/dev/null || missing="$$missing curl"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	command -v kubectl >/dev/null || { apt-cache show kubectl >/dev/null 2>&1 && missing="$$missing kubectl" || \
+	  echo "install-system: please install kubectl >= 1.27 (https://kubernetes.io/docs/tasks/tools/): the kubernetes/ tests need it"; }; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

@@ -63,9 +63,9 @@ def server_command():
     return [found] if found else [sys.executable, "-m", "sd_serving"]
 
 
-def free_port():
+def free_port(host=HOST):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
+        sock.bind((host, 0))
         return sock.getsockname()[1]
 
 
@@ -85,12 +85,16 @@ def model_names(config_path):
 
 
 @contextlib.contextmanager
-def running_server(config_path, attempts=3, start_timeout=START_TIMEOUT_SECONDS, environment=None, **flags):
+def running_server(
+    config_path, attempts=3, start_timeout=START_TIMEOUT_SECONDS, environment=None, host=HOST, ports=None, **flags
+):
     """Start the server on free ports (retrying if another process took one), yield, then SIGTERM it.
 
-    environment: variables added to this process's environment for the server."""
+    environment: variables added to this process's environment for the server.
+    host: the address it binds (another loopback address, 127.0.0.2 ..., makes it a host of its own);
+    ports: (grpc_port, rest_port) to use instead of free ones (a restarted replica keeps its address)."""
     for attempt in range(1, attempts + 1):
-        server = _start(config_path, flags, dict(os.environ, **(environment or {})))
+        server = _start(config_path, flags, dict(os.environ, **(environment or {})), host, ports)
         try:
             _wait_until_available(server, model_names(config_path), start_timeout)
         except ServerStartError as error:
@@ -107,11 +111,12 @@ def running_server(config_path, attempts=3, start_timeout=START_TIMEOUT_SECONDS,
         os.unlink(server.log_path)
 
 
-def _start(config_path, flags, environment):
-    grpc_port = free_port()
-    rest_port = free_port()
+def _start(config_path, flags, environment, host=HOST, ports=None):
+    grpc_port, rest_port = ports or (free_port(host), free_port(host))
     while rest_port == grpc_port:
-        rest_port = free_port()
+        rest_port = free_port(host)
+    if host != HOST:
+        flags = dict(flags, host=host)
     command = server_command() + flag_arguments(
         dict({"port": grpc_port, "rest_api_port": rest_port, "model_config_file": config_path}, **flags)
     )
@@ -120,7 +125,7 @@ def _start(config_path, flags, environment):
         command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environment
     )
     log_file.close()
-    return RunningServer(f"http://{HOST}:{rest_port}", f"{HOST}:{grpc_port}", process, log_file.name)
+    return RunningServer(f"http://{host}:{rest_port}", f"{host}:{grpc_port}", process, log_file.name)
 
 
 def _wait_until_available(server, models, timeout):

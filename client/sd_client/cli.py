@@ -105,9 +105,10 @@ def _add_generation_options(parser):
 def _add_connection_options(parser):
     parser.add_argument(
         "--url",
-        default=os.environ.get(URL_ENV),
-        help=f"http(s)://HOST:PORT (REST), grpc(s)://HOST:PORT (gRPC), or a model folder or config file; default "
-        f"${URL_ENV}, else the models in ./models run in this process",
+        action="append",
+        help=f"http(s)://HOST:PORT (REST), grpc(s)://HOST:PORT (gRPC), dns:///HOST:PORT (gRPC, round-robin over every "
+        f"address of HOST), or a model folder or config file; repeat it or separate URLs with commas to spread the "
+        f"requests over replicas; default ${URL_ENV}, else the models in ./models run in this process",
     )
     parser.add_argument(
         "--models-dir",
@@ -142,13 +143,22 @@ def _non_negative_int(text):
 
 def _client(args):
     return Client(
-        args.url,
+        endpoints(args.url),
         models_dir=args.models_dir,
         timeout=args.timeout,
         vocab_path=args.vocab,
         strict_prompts=getattr(args, "strict", False),
         ca_file=args.ca_file,
     )
+
+
+def endpoints(urls):
+    """--url given once: that URL; several times or with commas: the list, for replicas; never: $SD_CLIENT_URL or
+    None (in-process)."""
+    urls = [url for url in (urls or [os.environ.get(URL_ENV)]) if url]
+    if not urls:
+        return None
+    return urls[0] if len(urls) == 1 else urls
 
 
 def run_generate(args):

@@ -110,6 +110,10 @@ class Client:
         """url: http(s)://HOST:PORT (REST), grpc(s)://HOST:PORT (gRPC), a model folder or None (in-process, ./models),
         or one config file in it (in-process, only the models it lists: models.config the chain, text_to_image.config
         the one-request model).
+        Several servers: a list of URLs (or one string with commas) spreads the requests round-robin over replicas
+        and retries a request a replica could not take (UNAVAILABLE, refused connection) on the next one;
+        {model: URL or [URLs]} sends each model to its own servers; dns:///HOST:PORT lets gRPC balance round-robin
+        over every address HOST resolves to (a Kubernetes headless Service). See transports/replicas.py.
         text_to_image: "auto" (generate() uses it when served), True (require it) or False (always the chain).
         ca_file: PEM certificates to trust for https:// / grpcs:// (a private CA) instead of the system's."""
         if text_to_image not in ("auto", True, False):

@@ -15,6 +15,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = PROJECT_ROOT / "compose.yaml"
 DOCKER_COMPOSE = shutil.which("docker-compose")
 REST_DEFAULT_TIMEOUT_MS = 30000
+GPU_SERVICES = ("serving", "serving-gpu1", "serving-gpu2", "serving-gpu3")  # one per GPU, device ids 0-3
 
 
 def compose_config(**environment):
@@ -42,8 +43,11 @@ def flags(service):
 
 
 def test_docker_compose_accepts_the_file_and_resolves_both_services(resolved):
-    assert set(resolved["services"]) == {"serving", "serving-cpu"}
-    assert resolved["services"]["serving"]["image"] == "tensorflow/serving:2.21.0-gpu"
+    assert set(resolved["services"]) == {"serving", "serving-cpu", *GPU_SERVICES[1:]}
+    for service in GPU_SERVICES:
+        assert resolved["services"][service]["image"] == "tensorflow/serving:2.21.0-gpu"
+    for service in GPU_SERVICES[1:]:
+        assert resolved["services"][service]["profiles"] == ["gpus"], "extra GPUs start only when asked for"
     assert resolved["services"]["serving-cpu"]["image"] == "tensorflow/serving:2.21.0"
     assert resolved["services"]["serving-cpu"]["profiles"] == ["cpu"]
     assert "profiles" not in resolved["services"]["serving"], "`docker compose up` must start the GPU service"
@@ -61,7 +65,7 @@ def test_the_images_live_in_env_and_match_the_exporters_tensorflow():
     assert "2.21.0" not in COMPOSE.read_text(), "the image version belongs in .env only"
 
 
-@pytest.mark.parametrize("service", ["serving", "serving-cpu"])
+@pytest.mark.parametrize("service", [*GPU_SERVICES, "serving-cpu"])
 def test_tf_serving_flags(resolved, service):
     settings = flags(resolved["services"][service])
     assert settings["model_config_file"] == "/models/models.config"
@@ -76,15 +80,16 @@ def test_tf_serving_flags(resolved, service):
     assert settings["monitoring_config_file"] == "/etc/tf-serving/monitoring.config"
 
 
-@pytest.mark.parametrize("service", ["serving", "serving-cpu"])
+@pytest.mark.parametrize("service", [*GPU_SERVICES, "serving-cpu"])
 def test_mounts_are_read_only(resolved, service):
     volumes = {volume.split(":")[1]: volume for volume in resolved["services"][service]["volumes"]}
     assert volumes["/models"] == f"{PROJECT_ROOT / 'models'}:/models:ro"
     assert volumes["/etc/tf-serving/monitoring.config"].endswith(":ro")
+    assert volumes["/etc/tf-serving/ready.sh"] == f"{PROJECT_ROOT / 'kubernetes/base/ready.sh'}:/etc/tf-serving/ready.sh:ro"
 
 
 def test_the_monitoring_config_enables_prometheus():
-    text = (PROJECT_ROOT / "docker" / "monitoring.config").read_text()
+    text = (PROJECT_ROOT / "kubernetes" / "base" / "monitoring.config").read_text()
     body = re.sub(r"#.*", "", text)
     assert re.search(r"prometheus_config\s*{[^}]*enable:\s*true", body)
     assert re.search(r'path:\s*"/monitoring/prometheus/metrics"', body)
@@ -100,12 +105,15 @@ def test_bind_address_and_ports_can_be_opened_on_purpose():
     assert sorted(opened["services"]["serving"]["ports"]) == ["0.0.0.0:8500:8500/tcp", "0.0.0.0:9501:8501/tcp"]
 
 
-def test_one_nvidia_gpu_is_reserved_and_memory_grows(resolved):
-    gpu = resolved["services"]["serving"]
+@pytest.mark.parametrize("gpu_index", range(len(GPU_SERVICES)))
+def test_each_gpu_service_has_its_own_device_and_ports_side_by_side(resolved, gpu_index):
+    gpu = resolved["services"][GPU_SERVICES[gpu_index]]
     assert gpu["deploy"]["resources"]["reservations"]["devices"] == [
-        {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
+        {"driver": "nvidia", "device_ids": [str(gpu_index)], "capabilities": ["gpu"]}
     ]
     assert gpu["environment"]["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
+    grpc, rest = 8500 + 2 * gpu_index, 8501 + 2 * gpu_index
+    assert sorted(gpu["ports"]) == [f"127.0.0.1:{grpc}:8500/tcp", f"127.0.0.1:{rest}:8501/tcp"]
     assert "deploy" not in resolved["services"]["serving-cpu"]
 
 
@@ -115,26 +123,20 @@ def test_the_cpu_service_caches_onednn_weights_only_when_asked(resolved):
     assert cached["services"]["serving-cpu"]["environment"] == {"TF_ONEDNN_ASSUME_FROZEN_WEIGHTS": "1"}
 
 
-@pytest.mark.parametrize("service", ["serving", "serving-cpu"])
-def test_health_check_waits_long_for_the_diffusion_model(resolved, service):
+@pytest.mark.parametrize("service", [*GPU_SERVICES, "serving-cpu"])
+def test_health_check_runs_the_readiness_script_on_the_served_config(resolved, service):
     check = resolved["services"][service]["healthcheck"]
-    assert "curl" not in " ".join(check["test"]) and "wget" not in " ".join(check["test"]), "absent in the CPU image"
-    assert "/v1/models/diffusion_model" in " ".join(check["test"])
+    assert check["test"] == ["CMD", "bash", "/etc/tf-serving/ready.sh", "/models/models.config"]
     minutes = re.fullmatch(r"(\d+)m", check["start_period"])
     assert minutes and int(minutes.group(1)) >= 10
+    other = compose_config(SD_MODEL_CONFIG="text_to_image.config")["services"][service]["healthcheck"]["test"]
+    assert other[-1] == "/models/text_to_image.config"
 
 
-def health_check_command(rest_port, model="diffusion_model"):
-    with open(COMPOSE) as handle:
-        test = yaml.safe_load(handle)["x-serving"]["healthcheck"]["test"]
-    assert test[:3] == ["CMD", "bash", "-c"]
-    return ["bash", "-c", test[3].replace("8501", str(rest_port)).replace("diffusion_model", model)]
-
-
-def test_the_health_check_command_reads_tf_servings_status_endpoint(server):
-    """Run the container's check against the local server, which answers GET /v1/models/NAME as TF Serving does."""
+def test_the_health_check_command_reads_tf_servings_status_endpoint(server, server_config):
+    """Run the container's check (ready.sh) against the local server, which answers GET /v1/models/NAME as TF Serving
+    does; tests/scaleout/test_readiness.py covers the states it refuses."""
     rest_port = server.rest_url.rsplit(":", 1)[1]
-    healthy = subprocess.run(health_check_command(rest_port), capture_output=True, timeout=30)
+    script = PROJECT_ROOT / "kubernetes" / "base" / "ready.sh"
+    healthy = subprocess.run(["bash", script, server_config, rest_port], capture_output=True, timeout=30)
     assert healthy.returncode == 0, healthy.stderr
-    unknown = subprocess.run(health_check_command(rest_port, "no_such_model"), capture_output=True, timeout=30)
-    assert unknown.returncode != 0

@@ -3,7 +3,9 @@
 The method paths are TF Serving's (/tensorflow.serving.PredictionService/Predict ...), called through
 channel.unary_unary: the client's message classes live in another proto package, and gRPC never sends the message
 type, only the path and the bytes. Retries: gRPC's own retry policy, on UNAVAILABLE only (connection refused while
-the server starts, a model not loaded yet).
+the server starts, a model not loaded yet). A `dns:///HOST:PORT` target (balanced=True) uses gRPC's round_robin
+policy: one connection per address the name resolves to, requests spread over them, and a retry after UNAVAILABLE
+picks again, so it lands on another replica.
 """
 
 import json
@@ -25,12 +27,17 @@ SIGNATURE_DEF_MAP_TYPE_URL = "type.googleapis.com/tensorflow.serving.SignatureDe
 # refuse them. TF Serving itself accepts up to INT32_MAX.
 MESSAGE_LIMIT = 256 * 1024 * 1024
 _MAX_ATTEMPTS = 5  # gRPC caps a retry policy's maxAttempts at 5
+# gRPC waits up to 120 s by default before reconnecting to an address that refused: a restarted replica would sit
+# idle that long. 5 s brings it back soon after it listens again.
+MAX_RECONNECT_BACKOFF_MS = 5000
 
 
-def retry_service_config(retries, backoff=0.5):
-    """gRPC service config: retry UNAVAILABLE with exponential backoff on TF Serving's two services."""
+def retry_service_config(retries, backoff=0.5, balanced=False):
+    """gRPC service config: retry UNAVAILABLE with exponential backoff on TF Serving's two services; with balanced,
+    round_robin over every resolved address (gRPC's default, pick_first, would send everything to one)."""
+    config = {"loadBalancingConfig": [{"round_robin": {}}]} if balanced else {}
     if retries <= 0:
-        return {}
+        return config
     policy = {
         "maxAttempts": min(retries + 1, _MAX_ATTEMPTS),
         "initialBackoff": f"{backoff}s",
@@ -39,18 +46,19 @@ def retry_service_config(retries, backoff=0.5):
         "retryableStatusCodes": ["UNAVAILABLE"],
     }
     services = [{"service": "tensorflow.serving.PredictionService"}, {"service": "tensorflow.serving.ModelService"}]
-    return {"methodConfig": [{"name": services, "retryPolicy": policy}]}
+    return dict(config, methodConfig=[{"name": services, "retryPolicy": policy}])
 
 
 class GrpcTransport:
-    def __init__(self, target, *, secure=False, timeout=600.0, retries=3, root_certificates=None):
+    def __init__(self, target, *, secure=False, timeout=600.0, retries=3, root_certificates=None, balanced=False):
         self.target = target
         self.timeout = timeout
         options = [
             ("grpc.max_send_message_length", MESSAGE_LIMIT),
             ("grpc.max_receive_message_length", MESSAGE_LIMIT),
             ("grpc.enable_retries", 1 if retries > 0 else 0),
-            ("grpc.service_config", json.dumps(retry_service_config(retries))),
+            ("grpc.service_config", json.dumps(retry_service_config(retries, balanced=balanced))),
+            ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
         ]
         if secure:
             credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)

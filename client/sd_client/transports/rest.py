@@ -104,6 +104,9 @@ class RestTransport:
             raise errors.Unavailable(
                 f"cannot connect to {self.url} (tried {self.retries + 1} times): {_root_cause(e)}", model=model
             ) from e
+        except requests.exceptions.ChunkedEncodingError as e:
+            # The server went away in the middle of its answer (what gRPC reports as UNAVAILABLE too).
+            raise errors.Unavailable(f"the connection to {self.url} broke during the answer: {e}", model=model) from e
         except requests.exceptions.RequestException as e:
             raise errors.Unknown(f"{method} {url} failed: {e}", model=model) from e
         return _parse_answer(response, model)
