@@ -25,6 +25,10 @@ DEFAULT_MAX_BATCH = 8
 MAX_MAX_BATCH = 64  # the export option's own cap
 RESOLUTION_STEP = 64  # the U-Net takes multiples of 64 from 128 up
 MIN_RESOLUTION = 128
+# The dtypes a version's weights may be stored and computed in (its provenance says which); inputs and outputs keep
+# the dtypes below whatever the precision.
+PRECISIONS = ("float32", "bfloat16", "float16")
+DEFAULT_PRECISION = "float32"
 
 TEXT_ENCODER = "text_encoder"
 DIFFUSION_MODEL = "diffusion_model"

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from sd_export import contract
+from sd_export.checkpoints.base import file_sha256
 
 CLIP_VOCAB_SHA256 = "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
 # OpenAI CLIP's vocabulary (MIT licence), shipped so that exports work offline.
@@ -132,7 +133,7 @@ def resolve_clip_vocab(path):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"CLIP vocabulary {path}: no such file (bpe_simple_vocab_16e6.txt.gz)")
         return path
-    if not SHIPPED_CLIP_VOCAB.is_file() or _sha256(SHIPPED_CLIP_VOCAB) != CLIP_VOCAB_SHA256:
+    if not SHIPPED_CLIP_VOCAB.is_file() or file_sha256(SHIPPED_CLIP_VOCAB) != CLIP_VOCAB_SHA256:
         raise RuntimeError(
             f"the CLIP vocabulary shipped with sd_export ({SHIPPED_CLIP_VOCAB}) is missing or damaged: reinstall "
             "sd_export, or pass --clip-vocab PATH (CLIP_VOCAB=)"

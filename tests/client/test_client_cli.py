@@ -61,7 +61,8 @@ def test_generate_says_when_text_to_image_makes_the_images_in_one_request(transp
     assert [c[1] for c in transport.predictions()] == [contract.TEXT_TO_IMAGE]
     parameters = png.read_text((tmp_path / "image-0-seed-7.png").read_bytes())
     assert parameters == (
-        "Yoda\nSteps: 4, Sampler: DDIM, CFG scale: 7.5, Seed: 7, Size: 128x128, Model: text_to_image, Model version: 3"
+        "Yoda\nSteps: 4, Sampler: DDIM, CFG scale: 7.5, Seed: 7, Size: 128x128, Model hash: 0123456789, "
+        "Model: text_to_image, Model version: 3, Precision: bfloat16"
     )
 
 

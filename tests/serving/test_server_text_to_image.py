@@ -20,6 +20,7 @@ from tensorflow_serving.apis import predict_pb2
 from server_process import running_server
 from server_requests import GrpcClients, assert_outputs_match, model_url, outputs_from_response, predict_request
 
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MODEL = "text_to_image"
 STEPS = 2
 LATEST = 2
@@ -263,10 +264,10 @@ def test_an_empty_batch_in_typed_fields_is_refused_too(t2i_server, t2i_clients):
     assert_still_serving(t2i_server, t2i_clients)
 
 
-def test_the_compose_health_check_passes_when_text_to_image_is_served(t2i_server):
-    """compose.yaml's health check accepts text_to_image AVAILABLE (SD_MODEL_CONFIG=text_to_image.config)."""
-    from test_server_compose import health_check_command
-
+def test_the_compose_health_check_passes_when_text_to_image_is_served(t2i_server, standin_repository):
+    """compose.yaml's health check (ready.sh) accepts text_to_image AVAILABLE (SD_MODEL_CONFIG=text_to_image.config)."""
     rest_port = t2i_server.rest_url.rsplit(":", 1)[1]
-    healthy = subprocess.run(health_check_command(rest_port), capture_output=True, timeout=30)
+    script = PROJECT_ROOT / "kubernetes" / "base" / "ready.sh"
+    config = standin_repository / "text_to_image.config"
+    healthy = subprocess.run(["bash", script, config, rest_port], capture_output=True, timeout=30)
     assert healthy.returncode == 0, healthy.stderr
