@@ -8,7 +8,9 @@
 Importing this package loads neither TensorFlow nor Keras (nor grpc until a grpc:// URL is used).
 """
 
-from .client import Client, GenerationResult, resolve_seeds
+from .client import Client
+from .inputs import resolve_seeds
+from .results import GenerationResult
 from .errors import (
     DeadlineExceeded,
     FailedPrecondition,

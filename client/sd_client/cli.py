@@ -21,7 +21,8 @@ import time
 import warnings
 
 from . import contract
-from .client import DEFAULT_GUIDANCE_SCALE, DEFAULT_NUM_STEPS, DEFAULT_TIMEOUT, Client, canonical_sampler
+from .client import DEFAULT_GUIDANCE_SCALE, DEFAULT_NUM_STEPS, DEFAULT_TIMEOUT, Client
+from .inputs import canonical_sampler
 from .errors import SdClientError, ServingError, ValidationError
 from .tokenizer import VOCAB_ENV
 

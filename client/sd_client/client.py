@@ -4,17 +4,12 @@
     results = client.generate("a red fox", num_images=2, seed=42)
     results[1].seed == 43; results[1].save("fox.png")
 
-With a `text_to_image` model served (issue 5) generate() makes one request; otherwise it chains text_encoder,
+With a `text_to_image` model served, generate() makes one request; otherwise it chains text_encoder,
 diffusion_model and decoder (the decoder's `png` signature, so images travel as PNG). Both give the same images for
 the same arguments. Every argument is checked before anything is sent.
 """
 
 import dataclasses
-import io
-import math
-import numbers
-import re
-import secrets
 
 import numpy as np
 
@@ -27,55 +22,24 @@ from .errors import (
     Unavailable,
     ValidationError,
 )
-from .tokenizer import ClipTokenizer, check_prompt
+from .inputs import (
+    canonical_sampler,
+    check_guidance,
+    check_int,
+    check_version,
+    max_steps,
+    negative_prompt_list,
+    prompt_list,
+    resolve_seeds,
+)
+from .results import GenerationResult
+from .tokenizer import ClipTokenizer
 from .transports import open_transport
 
-_LABEL = re.compile(r"[A-Za-z0-9_]+")  # TF Serving's label syntax
 DEFAULT_NUM_STEPS = 50
 DEFAULT_GUIDANCE_SCALE = 7.5
 MODEL_HASH_DIGITS = 10  # the SD UIs' "Model hash": the start of the checkpoint file's sha256
 DEFAULT_TIMEOUT = 600.0  # seconds: 50 steps at 512² take seconds on a GPU, minutes on a CPU
-
-
-@dataclasses.dataclass(frozen=True)
-class GenerationResult:
-    """One image: its PNG (with the `parameters` text chunk), its seed and what made it."""
-
-    png: bytes = dataclasses.field(repr=False)
-    seed: int
-    prompt: str
-    negative_prompt: str | None
-    num_steps: int
-    guidance_scale: float
-    width: int
-    height: int
-    model: str
-    model_version: str
-    model_hash: str | None = None  # first 10 hex digits of the checkpoint's sha256, when the version records it
-    precision: str | None = None  # the served version's precision (float32, bfloat16, float16), when recorded
-    sampler: str = contract.DEFAULT_SAMPLER
-
-    @property
-    def image(self):
-        """The image as a PIL image (RGB)."""
-        from PIL import Image
-
-        image = Image.open(io.BytesIO(self.png))
-        image.load()
-        return image
-
-    @property
-    def array(self):
-        """The image as a uint8 numpy array [height, width, 3]."""
-        return np.asarray(self.image.convert("RGB"))
-
-    @property
-    def parameters(self):
-        return png.read_text(self.png)
-
-    def save(self, path):
-        with open(path, "wb") as f:
-            f.write(self.png)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +82,7 @@ class Client:
         ca_file: PEM certificates to trust for https:// / grpcs:// (a private CA) instead of the system's."""
         if text_to_image not in ("auto", True, False):
             raise ValidationError(f"text_to_image must be 'auto', True or False, not {text_to_image!r}")
-        _check_int("max_images", max_images, 1, None)
+        check_int("max_images", max_images, 1, None)
         self.transport = transport or open_transport(
             url, models_dir=models_dir, timeout=timeout, retries=retries, ca_file=ca_file
         )
@@ -297,9 +261,9 @@ class Client:
     def encode_text(self, prompts, negative_prompts=None, *, version=None, label=None):
         """(context, unconditional_context), float32 [P, 77, 768] each, for one prompt or a list of prompts.
         A negative prompt of None (or none given) is KerasCV's unconditional row."""
-        prompts = _as_list("prompt", prompts)
-        negative_prompts = _negatives(negative_prompts, len(prompts))
-        _check_version(version, label)
+        prompts = prompt_list("prompt", prompts)
+        negative_prompts = negative_prompt_list(negative_prompts, len(prompts))
+        check_version(version, label)
         tokens = self.tokenizer.tokenize_batch(prompts, strict=self.strict_prompts)
         negative_tokens = self.tokenizer.tokenize_batch(negative_prompts, strict=self.strict_prompts)
         outputs = self.transport.predict(
@@ -338,9 +302,9 @@ class Client:
                 f"unconditional_context has shape {unconditional_context.shape}, context {context.shape}"
             )
         self._check_batch(batch)
-        _check_int("num_steps", num_steps, 1, _max_steps(sampler))
-        _check_guidance(guidance_scale)
-        _check_version(version, label)
+        check_int("num_steps", num_steps, 1, max_steps(sampler))
+        check_guidance(guidance_scale)
+        check_version(version, label)
         inputs = {
             "context": context,
             "unconditional_context": unconditional_context,
@@ -368,7 +332,7 @@ class Client:
         [B, H, W, 3] (its `serving_default`)."""
         latent = _float_tensor("latent", latent, 4)
         self._check_batch(latent.shape[0])
-        _check_version(version, label)
+        check_version(version, label)
         if as_png:
             outputs = self.transport.predict(
                 contract.DECODER, contract.PNG_SIGNATURE, {"latent": latent}, version=version, label=label
@@ -409,7 +373,7 @@ class Client:
     def samplers(self, *, version=None, label=None):
         """The samplers the served version offers (to generate() with the same version / label): all of
         contract.SAMPLERS, or ["DDIM"] for an export made before the with_sampler signatures existed."""
-        _check_version(version, label)
+        check_version(version, label)
         model, _ = self._route(version, label)
         if contract.SAMPLER_SIGNATURE in self.transport.signatures(model, version=version, label=label):
             return list(contract.SAMPLERS)
@@ -417,7 +381,7 @@ class Client:
 
     def signatures(self, model, *, version=None, label=None):
         """The model's signatures as the server describes them: {name: {"inputs": {name: (dtype, shape)}, ...}}."""
-        _check_version(version, label)
+        check_version(version, label)
         return self.transport.signatures(model, version=version, label=label)
 
     # --- checks -----------------------------------------------------------------------------------------------------
@@ -426,15 +390,15 @@ class Client:
         self, prompt, negative_prompt, num_images, num_steps, guidance_scale, seed, version, label,
         sampler=contract.DEFAULT_SAMPLER,
     ):
-        prompts = _as_list("prompt", prompt)
-        negatives = _negatives(negative_prompt, len(prompts))
-        _check_int("num_images", num_images, 1, None)
+        prompts = prompt_list("prompt", prompt)
+        negatives = negative_prompt_list(negative_prompt, len(prompts))
+        check_int("num_images", num_images, 1, None)
         total = len(prompts) * num_images
         self._check_batch(total)
         sampler = canonical_sampler(sampler)
-        _check_int("num_steps", num_steps, 1, _max_steps(sampler))
-        _check_guidance(guidance_scale)
-        _check_version(version, label)
+        check_int("num_steps", num_steps, 1, max_steps(sampler))
+        check_guidance(guidance_scale)
+        check_version(version, label)
         return _Plan(
             prompts=[p for p in prompts for _ in range(num_images)],
             negative_prompts=[n for n in negatives for _ in range(num_images)],
@@ -453,37 +417,7 @@ class Client:
             raise ValidationError(f"{count} images in one request, the limit is {self.max_images} (max_images)")
 
 
-def resolve_seeds(seed, count):
-    """One int32 seed per image: None draws a base at random, an int s gives s, s+1, ..., a list is taken as is."""
-    if seed is None:
-        return list(range(base := secrets.randbelow(contract.MAX_SEED - count + 2), base + count))
-    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
-        _check_int("seed", seed, 0, contract.MAX_SEED)
-        if seed + count - 1 > contract.MAX_SEED:
-            raise ValidationError(
-                f"seed {seed} + {count - 1} (one seed per image) passes the largest seed {contract.MAX_SEED}"
-            )
-        return [int(seed) + i for i in range(count)]
-    if isinstance(seed, (list, tuple, np.ndarray)):
-        seeds = list(seed)
-        if len(seeds) != count:
-            raise ValidationError(f"{len(seeds)} seeds for {count} images: give one per image, or one int")
-        for s in seeds:
-            _check_int("seed", s, 0, contract.MAX_SEED)
-        return [int(s) for s in seeds]
-    raise ValidationError(f"seed must be None, an int or a list of ints, not {type(seed).__name__}")
 
-
-def canonical_sampler(name):
-    """The sampler's name as contract.SAMPLERS (and the PNG metadata) write it; ValidationError for another name."""
-    by_lower = {sampler.lower(): sampler for sampler in contract.SAMPLERS}
-    if not isinstance(name, str) or name.lower() not in by_lower:
-        raise ValidationError(f"sampler {name!r} is not one of {', '.join(contract.SAMPLERS)} (case ignored)")
-    return by_lower[name.lower()]
-
-
-def _max_steps(sampler):
-    return contract.SAMPLER_MAX_STEPS.get(sampler, contract.MAX_NUM_STEPS)
 
 
 def _with_sampler(inputs, sampler, ddim_signature, sampler_signature):
@@ -494,49 +428,9 @@ def _with_sampler(inputs, sampler, ddim_signature, sampler_signature):
     return sampler_signature
 
 
-def _check_int(name, value, low, high):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise ValidationError(f"{name} must be an integer, not {value!r}")
-    if value < low or (high is not None and value > high):
-        bounds = f"in [{low}, {high}]" if high is not None else f">= {low}"
-        raise ValidationError(f"{name} {value} is out of range: it must be {bounds}")
 
 
-def _check_guidance(value):
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
-        raise ValidationError(f"guidance_scale must be a finite number, not {value!r}")
 
-
-def _check_version(version, label):
-    if version is not None and label is not None:
-        raise ValidationError("give a version or a label, not both")
-    if version is not None:
-        _check_int("version", version, 0, None)
-    if label is not None and not (isinstance(label, str) and _LABEL.fullmatch(label)):
-        raise ValidationError(f"label {label!r} is not a TF Serving version label (letters, digits, _)")
-
-
-def _as_list(name, value):
-    values = [value] if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else None
-    if not values:
-        raise ValidationError(f"{name} must be a str or a non-empty list of str, not {value!r}")
-    for v in values:
-        check_prompt(v)
-    return values
-
-
-def _negatives(negative, count):
-    """One negative prompt (or None) per prompt."""
-    if negative is None or isinstance(negative, str):
-        negatives = [negative] * count
-    elif isinstance(negative, (list, tuple)) and len(negative) == count:
-        negatives = list(negative)
-    else:
-        raise ValidationError(f"negative_prompt must be None, a str or a list of {count} (one per prompt)")
-    for n in negatives:
-        if n is not None:
-            check_prompt(n)
-    return negatives
 
 
 def _float_tensor(name, value, rank):

@@ -19,7 +19,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from .. import contract
-from ..client import DEFAULT_NUM_STEPS, resolve_seeds
+from ..client import DEFAULT_NUM_STEPS
+from ..inputs import resolve_seeds
 from ..contract import DEFAULT_SAMPLER
 from ..errors import SdClientError, ServingError
 from .models import find_choice

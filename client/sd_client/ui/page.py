@@ -10,7 +10,8 @@ import time
 import gradio as gr
 
 from .. import contract
-from ..client import DEFAULT_GUIDANCE_SCALE, DEFAULT_NUM_STEPS, resolve_seeds
+from ..client import DEFAULT_GUIDANCE_SCALE, DEFAULT_NUM_STEPS
+from ..inputs import resolve_seeds
 from ..errors import SdClientError
 from ..contract import DEFAULT_SAMPLER
 from .models import find_choice
