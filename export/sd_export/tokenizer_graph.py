@@ -6,36 +6,40 @@ Python, so `ClipTokenizer` rebuilds each step from core TensorFlow ops (RE2 rege
 gives the same ids.
 
 Every Unicode table SimpleTokenizer depends on is read at export time from the libraries it uses (`regex`, `str`,
-`html`) and written into the graph as explicit character classes and small lookup tables, because the graph's own
-Unicode data differ: RE2's \\s is ASCII only and its \\p{L} follows an older Unicode than `regex`; tf.strings.lower
+`html`; see clip_tables) and written into the graph as explicit character classes and small lookup tables, because
+the graph's own Unicode data differ: RE2's \\s is ASCII only and its \\p{L} follows an older Unicode than `regex`; tf.strings.lower
 (ICU) misses Unicode 14 mappings, depends on the process locale and stops at a NUL byte.
 
 The BPE merge list (48 894 pairs) is a SavedModel asset read by a hash table, not a constant.
 """
 
-import gzip
 import html
 import html.entities
 import tempfile
-import unicodedata
-from functools import lru_cache
 from pathlib import Path
-from dataclasses import dataclass
 
 import numpy as np
 import regex
 import tensorflow as tf
 
 from sd_export import contract
+from sd_export.clip_tables import (
+    BYTE_TOKENS,
+    FIRST_MERGE_ID,
+    MAX_CODE_POINT,
+    NO_CHARACTER,
+    PAIR_KEY_BASE,
+    SPECIAL_TOKENS,
+    SURROGATES,
+    byte_ids,
+    numeric_reference_exceptions,
+    unicode_tables,
+    write_merge_ranks,
+)
 
 MAX_BPE_TOKENS = contract.MAX_PROMPT_TOKENS - 2  # room left by the start and end tokens
 MERGES_ASSET = "clip_bpe_merges.tsv"
 
-_BYTE_TOKENS = 256  # ids 0..255: a byte inside a word; 256..511: the same byte ending a word ("</w>")
-_FIRST_MERGE_ID = 2 * _BYTE_TOKENS  # the token made by merge number r has id 512 + r ...
-_SPECIAL_TOKENS = {"<|startoftext|>": contract.START_TOKEN, "<|endoftext|>": contract.END_TOKEN}  # the last ids
-_NUM_MERGES = contract.VOCAB_SIZE - _FIRST_MERGE_ID - len(_SPECIAL_TOKENS)  # ... of 48 894
-_PAIR_KEY_BASE = contract.VOCAB_SIZE  # pair (a, b) is looked up as a * base + b
 _NO_RANK = np.iinfo(np.int32).max
 
 # Python's html.unescape: the references it replaces (Lib/html/__init__.py, `_charref`).
@@ -44,12 +48,7 @@ _NUMERIC_REFERENCE = r"&#(?:[0-9]+|[xX][0-9a-fA-F]+);?"
 _SIGNIFICANT_DIGITS = r"^&#[xX]?0*|;$"  # what is left is the number without leading zeros
 _MAX_DIGITS = {10: 7, 16: 6}  # longer numbers exceed U+10FFFF, which html.unescape replaces by U+FFFD
 _REPLACEMENT_CHARACTER = 0xFFFD
-_MAX_CODE_POINT = 0x10FFFF
-_SURROGATES = (0xD800, 0xDFFF)
-_NO_CHARACTER = -2  # html.unescape drops some numeric references (-1 is the tables' "not found")
 
-# SimpleTokenizer's word pattern, in its order: special tokens, contractions, letters, one digit, other symbols.
-_CONTRACTIONS = ("'s", "'t", "'re", "'ve", "'m", "'ll", "'d")
 
 # Bytes that valid UTF-8 never holds: markers between pieces of a string, and stand-ins for special-token words.
 _SEPARATOR = b"\xff"
@@ -72,7 +71,7 @@ class ClipTokenizer(tf.Module):
     def __init__(self, vocab_path, name="clip_tokenizer"):
         super().__init__(name=name)
         self._asset_folder = tempfile.TemporaryDirectory(prefix="clip_tokenizer_")
-        merges_path = _write_merge_ranks(vocab_path, Path(self._asset_folder.name) / MERGES_ASSET)
+        merges_path = write_merge_ranks(vocab_path, Path(self._asset_folder.name) / MERGES_ASSET)
         self._merge_ranks = tf.lookup.StaticHashTable(
             tf.lookup.TextFileInitializer(
                 str(merges_path),
@@ -84,7 +83,7 @@ class ClipTokenizer(tf.Module):
             ),
             default_value=-1,
         )
-        self._unicode = _unicode_tables()
+        self._unicode = unicode_tables()
         self._lowercase = _int_table(self._unicode.lowercase)
         self._entities = _string_table(html.entities.html5)
         # Names html.unescape also finds as the start of a longer name: the ones without ';'.
@@ -92,8 +91,8 @@ class ClipTokenizer(tf.Module):
             {name: value for name, value in html.entities.html5.items() if not name.endswith(";")}
         )
         self._longest_prefix_entity = max(len(name) for name in html.entities.html5 if not name.endswith(";"))
-        self._numeric_exceptions = _int_table(_numeric_reference_exceptions())
-        self._byte_ids = _byte_ids()
+        self._numeric_exceptions = _int_table(numeric_reference_exceptions())
+        self.byte_ids = byte_ids()
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="prompt")])
     def __call__(self, prompt):
@@ -187,10 +186,10 @@ class ClipTokenizer(tf.Module):
         digits = tf.strings.substr(digits, 0, _MAX_DIGITS[10])  # enough for any number not too big
         number = _parse_number(digits, base)
         exception = self._numeric_exceptions.lookup(number)
-        invalid = too_big | (number > _MAX_CODE_POINT) | ((number >= _SURROGATES[0]) & (number <= _SURROGATES[1]))
+        invalid = too_big | (number > MAX_CODE_POINT) | ((number >= SURROGATES[0]) & (number <= SURROGATES[1]))
         replacement = tf.constant(_REPLACEMENT_CHARACTER, tf.int64)
         code_point = tf.where(invalid, replacement, tf.where(exception == -1, number, exception))
-        characters = tf.RaggedTensor.from_tensor(code_point[:, None], padding=_NO_CHARACTER)
+        characters = tf.RaggedTensor.from_tensor(code_point[:, None], padding=NO_CHARACTER)
         return tf.strings.unicode_encode(tf.cast(characters, tf.int32), "UTF-8")
 
     def _named_references(self, references):
@@ -248,9 +247,9 @@ class ClipTokenizer(tf.Module):
         word_bytes = tf.cast(tf.io.decode_raw(tf.strings.reduce_join(words), tf.uint8), tf.int32)
         word_of = tf.repeat(tf.range(num_words), lengths)
         ends_word = tf.concat([word_of[1:] != word_of[:-1], tf.ones([tf.minimum(tf.size(word_of), 1)], tf.bool)], 0)
-        ids = tf.gather(self._byte_ids, word_bytes) + tf.where(ends_word, _BYTE_TOKENS, 0)
+        ids = tf.gather(self.byte_ids, word_bytes) + tf.where(ends_word, BYTE_TOKENS, 0)
         for token, stand_in in _SPECIAL_STAND_INS.items():
-            ids = tf.where(word_bytes == stand_in[0], _SPECIAL_TOKENS[token], ids)
+            ids = tf.where(word_bytes == stand_in[0], SPECIAL_TOKENS[token], ids)
 
         def merge_once(ids, word_of, _):
             ids, merged = self._merge_lowest_pairs(ids, word_of, num_words)
@@ -272,7 +271,7 @@ class ClipTokenizer(tf.Module):
         last whether a merge starts there (its right neighbour then goes)."""
         left, right = ids[:-1], ids[1:]
         same_word = word_of[:-1] == word_of[1:]
-        keys = tf.cast(left, tf.int64) * _PAIR_KEY_BASE + tf.cast(right, tf.int64)
+        keys = tf.cast(left, tf.int64) * PAIR_KEY_BASE + tf.cast(right, tf.int64)
         ranks = tf.cast(self._merge_ranks.lookup(keys), tf.int32)
         ranks = tf.where(same_word & (ranks >= 0), ranks, _NO_RANK)
         word_lowest = tf.math.unsorted_segment_min(ranks, word_of[:-1], num_words)
@@ -282,162 +281,8 @@ class ClipTokenizer(tf.Module):
         others_before = tf.cumsum(tf.cast(~lowest, tf.int32), exclusive=True)
         last_other = tf.gather(others, tf.where(others_before > 0, others_before - 1, tf.size(others) - 1))
         merged = lowest & ((tf.range(tf.size(lowest)) - last_other) % 2 == 1)
-        merged_ids = tf.where(merged, _FIRST_MERGE_ID + ranks, left)
+        merged_ids = tf.where(merged, FIRST_MERGE_ID + ranks, left)
         return tf.concat([merged_ids, ids[-1:]], axis=0), merged
-
-
-# -- export-time data
-
-
-def _write_merge_ranks(vocab_path, path):
-    """CLIP's merges as `pair key<TAB>left right` lines in rank order; a pair key is left id * VOCAB_SIZE + right id."""
-    lines = gzip.open(vocab_path).read().decode("utf-8").split("\n")
-    merges = [tuple(line.split()) for line in lines[1 : _NUM_MERGES + 1]]
-    byte_symbols = list(bytes_to_unicode().values())
-    vocab = byte_symbols + [symbol + "</w>" for symbol in byte_symbols] + ["".join(merge) for merge in merges]
-    vocab += list(_SPECIAL_TOKENS)
-    ids = {token: index for index, token in enumerate(vocab)}
-    # Merged ids are 512 + rank only if no token repeats, and every merge must join two known tokens.
-    consistent = len(ids) == len(vocab) == contract.VOCAB_SIZE and all(len(merge) == 2 for merge in merges)
-    if not consistent or not all(left in ids and right in ids for left, right in merges):
-        raise ValueError(f"{vocab_path} is not CLIP's BPE vocabulary (bpe_simple_vocab_16e6.txt.gz)")
-    with open(path, "w", encoding="utf-8") as file:
-        for left, right in merges:
-            file.write(f"{ids[left] * _PAIR_KEY_BASE + ids[right]}\t{left} {right}\n")
-    return path
-
-
-@lru_cache
-def bytes_to_unicode():
-    """GPT-2's reversible byte -> character map: printable Latin-1 bytes stand for themselves, the rest for 256+."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    others = [byte for byte in range(256) if byte not in printable]
-    return {
-        **{byte: chr(byte) for byte in printable},
-        **{byte: chr(256 + index) for index, byte in enumerate(others)},
-    }
-
-
-def _byte_ids():
-    """Byte value -> its token id (the byte's position in bytes_to_unicode's order)."""
-    order = list(bytes_to_unicode())
-    ids = np.zeros(256, np.int32)
-    ids[order] = np.arange(256, dtype=np.int32)
-    return ids
-
-
-def _numeric_reference_exceptions():
-    """Numbers html.unescape does not turn into chr(number) -> its code point, or _NO_CHARACTER."""
-    special = set(html._invalid_charrefs) | set(html._invalid_codepoints)  # noqa: SLF001 (no public list)
-    exceptions = {}
-    for number in sorted(special):
-        replacement = html.unescape(f"&#{number};")
-        exceptions[number] = ord(replacement) if replacement else _NO_CHARACTER
-    return exceptions
-
-
-@dataclass(frozen=True)  # not a tuple or dict, which tf.Module would wrap and track
-class _Patterns:
-    whitespace_run: str  # what whitespace_clean replaces by one space
-    outer_space: str  # what str.strip removes
-    word: str  # one word of SimpleTokenizer's findall
-    unmatched: str  # characters besides spaces that no word holds ("" if none)
-
-
-@dataclass(frozen=True)
-class _UnicodeTables:
-    patterns: _Patterns
-    lowercase: dict  # code point -> its one-character lowercase
-    multi_char_lowercase: dict  # character -> its longer lowercase
-    case_ignorable_bounds: np.ndarray  # _range_bounds of Case_Ignorable
-    cased_bounds: np.ndarray  # _range_bounds of Cased characters that are not Case_Ignorable
-
-
-@lru_cache
-def _unicode_tables():
-    code_points = np.array([c for c in range(_MAX_CODE_POINT + 1) if not _SURROGATES[0] <= c <= _SURROGATES[1]])
-    return _UnicodeTables(_text_patterns(code_points), *_lowercase_tables(code_points))
-
-
-def _text_patterns(code_points):
-    """RE2 patterns with SimpleTokenizer's `regex` classes written out character by character."""
-    every_character = "".join(map(chr, code_points))
-
-    def matching(pattern, flags=regex.IGNORECASE):
-        return code_points[[match.start() for match in regex.finditer(pattern, every_character, flags)]]
-
-    def caseless(literal):
-        return "".join(_re2_class(matching(regex.escape(char))) for char in literal)
-
-    whitespace = matching(r"\s", flags=0)  # `regex`'s \s, which whitespace_clean collapses
-    strip_class = _re2_class([c for c in code_points if chr(c).isspace()])  # what str.strip removes
-    letters, numbers, others = (matching(pattern) for pattern in (r"[\p{L}]", r"[\p{N}]", r"[^\s\p{L}\p{N}]"))
-    in_a_class = np.zeros(_MAX_CODE_POINT + 1, bool)
-    in_a_class[np.concatenate([letters, numbers, others, whitespace])] = True
-    unmatched = code_points[~in_a_class[code_points]]
-    literals = [*_SPECIAL_TOKENS, *_CONTRACTIONS]
-    if np.isin(unmatched, matching("[" + regex.escape("".join(literals)) + "]")).any():
-        raise ValueError("a special token or contraction holds a character that no word class has")
-    word = "|".join(
-        [caseless(literal) for literal in literals]
-        + [_re2_class(letters) + "+", _re2_class(numbers), _re2_class(others) + "+"]
-    )
-    return _Patterns(
-        whitespace_run=_re2_class(whitespace) + "+",
-        outer_space=f"^{strip_class}+|{strip_class}+$",
-        word=word,
-        unmatched=_re2_class(unmatched) if unmatched.size else "",
-    )
-
-
-def _lowercase_tables(code_points):
-    """str.lower as tables: one-character mappings, longer ones, and the properties of its Final_Sigma test."""
-    lowercase, multi_char_lowercase = {}, {}
-    ignorable, cased = [], []
-    for code_point in code_points:
-        char = chr(code_point)
-        lower = char.lower()
-        if len(lower) > 1:
-            multi_char_lowercase[char] = lower
-        elif lower != char:
-            lowercase[int(code_point)] = ord(lower)
-        if unicodedata.category(char) in ("Cn", "Co"):
-            continue  # unassigned and private-use characters are neither cased nor case-ignorable
-        # Final_Sigma reads the Cased and Case_Ignorable properties, which Python does not expose: probe them
-        # through str.lower itself. Σ after "Α" and a case-ignorable or cased character is final, ...
-        ignorable_or_cased = ("Α" + char + "Σ").lower()[-1] == "ς"
-        # ... and so is Σ followed by a case-ignorable or uncased one.
-        ignorable_or_uncased = ("ΑΣ" + char).lower()[1] == "ς"
-        if ignorable_or_cased and ignorable_or_uncased:
-            ignorable.append(code_point)
-        elif ignorable_or_cased:
-            cased.append(code_point)
-    for upper, lower in multi_char_lowercase.items():
-        # These are lowercased before the Final_Sigma test: a cased start and an ignorable rest keep it the same.
-        if ord(lower[0]) not in cased or any(ord(char) not in ignorable for char in lower[1:]):
-            raise ValueError(f"lowercase {upper!r} -> {lower!r} changes the Final_Sigma context")
-    return lowercase, multi_char_lowercase, _range_bounds(ignorable), _range_bounds(cased)
-
-
-def _ranges(code_points):
-    """Sorted code points -> [(first, last), ...] runs."""
-    runs = []
-    for code_point in code_points:
-        if runs and runs[-1][1] == code_point - 1:
-            runs[-1][1] = code_point
-        else:
-            runs.append([code_point, code_point])
-    return runs
-
-
-def _re2_class(code_points):
-    parts = [f"\\x{{{a:X}}}" if a == b else f"\\x{{{a:X}}}-\\x{{{b:X}}}" for a, b in _ranges(code_points)]
-    return "[" + "".join(parts) + "]"
-
-
-def _range_bounds(code_points):
-    """[first0, last0 + 1, first1, last1 + 1, ...]: a code point is inside iff an odd number of bounds are <= it."""
-    return np.array([bound for a, b in _ranges(sorted(code_points)) for bound in (a, b + 1)], np.int32)
 
 
 def _assert_all(condition, message):
