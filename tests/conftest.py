@@ -52,6 +52,24 @@ KERAS_CV_SIZE = 128  # KerasCV's StableDiffusion rounds sizes to multiples of 12
 
 
 @pytest.fixture(scope="session")
+def chain_server(standin_repository):
+    """sd-model-server on the stand-ins' models.config (the three-model chain), shared by the client and sampler tests."""
+    from server_process import running_server
+
+    with running_server(standin_repository / "models.config") as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def one_request_server(standin_repository):
+    """sd-model-server on the stand-ins' text_to_image.config (prompt in, PNG out)."""
+    from server_process import running_server
+
+    with running_server(standin_repository / "text_to_image.config") as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
 def sd14_checkpoint(tmp_path_factory):
     """SD 1.4's architecture with random weights from outside this project: diffusers' UNet2DConditionModel and
     AutoencoderKL and transformers' CLIPTextModel, built in their own process (torch never enters this one) and saved

@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-from server_process import running_server
 
 from sd_client import Client, DeadlineExceeded, InvalidArgument, NotFound, png
 
@@ -16,14 +15,8 @@ PROMPT = "a photograph of an astronaut riding a horse"
 
 
 @pytest.fixture(scope="module")
-def server(standin_repository):
-    with running_server(standin_repository / "models.config") as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def clients(server, standin_repository, clip_vocab_path):
-    rest_url, grpc_target = server
+def clients(chain_server, standin_repository, clip_vocab_path):
+    rest_url, grpc_target = chain_server
     made = {
         "rest": Client(rest_url, vocab_path=clip_vocab_path),
         "grpc": Client(f"grpc://{grpc_target}", vocab_path=clip_vocab_path),
@@ -102,8 +95,8 @@ def test_server_side_errors_are_typed(clients, name):
 
 
 @pytest.mark.parametrize("scheme", ["http", "grpc"])
-def test_a_deadline_too_short_is_deadline_exceeded(server, scheme):
-    url = server.rest_url if scheme == "http" else f"grpc://{server.grpc_target}"
+def test_a_deadline_too_short_is_deadline_exceeded(chain_server, scheme):
+    url = chain_server.rest_url if scheme == "http" else f"grpc://{chain_server.grpc_target}"
     context = np.zeros((8, 77, 768), np.float32)
     with Client(url, timeout=0.5) as client, pytest.raises(DeadlineExceeded):
         client.diffuse(context, context, num_steps=1000, seed=1)  # 8 images x 1000 steps: seconds on the stand-ins
@@ -117,10 +110,10 @@ def test_health_lists_both_versions(clients):
         assert isinstance(report["text_to_image"], NotFound)
 
 
-def test_the_cli_against_the_server(server, clip_vocab_path, tmp_path):
+def test_the_cli_against_the_server(chain_server, clip_vocab_path, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "sd_client.cli", "generate", PROMPT, "-n", "2", "--steps", "3", "--seed", "42",
-         "--label", "stock", "--url", f"grpc://{server.grpc_target}", "--vocab", str(clip_vocab_path),
+         "--label", "stock", "--url", f"grpc://{chain_server.grpc_target}", "--vocab", str(clip_vocab_path),
          "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip

@@ -8,7 +8,6 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
-from server_process import running_server
 
 from sd_client import Client, NotFound, PromptTruncatedWarning, png
 
@@ -25,18 +24,6 @@ CASES = {
     "latest (tuned)": dict(prompt=PROMPT, seed=5),
 }
 ONE_REQUEST = ("rest", "grpc", "local")
-
-
-@pytest.fixture(scope="module")
-def chain_server(standin_repository):
-    with running_server(standin_repository / "models.config") as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def one_request_server(standin_repository):
-    with running_server(standin_repository / "text_to_image.config") as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import pytest
 
 from sd_client import Client, contract
 from sd_client.errors import InvalidArgument, ValidationError
-from server_process import running_server
 
 SEEDS = [11, 12]
 STEPS = 4
@@ -17,18 +16,6 @@ def _contexts():
     rng = np.random.default_rng(3)
     shape = (len(SEEDS), contract.MAX_PROMPT_TOKENS, contract.CONTEXT_DIM)
     return rng.standard_normal(shape).astype(np.float32), rng.standard_normal(shape).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def chain_server(standin_repository):
-    with running_server(standin_repository / "models.config") as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def one_request_server(standin_repository):
-    with running_server(standin_repository / "text_to_image.config") as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
