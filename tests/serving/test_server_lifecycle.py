@@ -32,7 +32,8 @@ def stop(server, signum):
 
 def test_serves_the_exporters_config_and_stops_on_sigterm(standin_repository):
     """models.config says /models/<model>: resolved against the config's folder; warmup records run at load."""
-    with running_server(standin_repository / "models.config") as server:
+    unset = {"TF_ONEDNN_ASSUME_FROZEN_WEIGHTS": None}  # the server's own default
+    with running_server(standin_repository / "models.config", environment=unset) as server:
         for model in ("text_encoder", "diffusion_model", "decoder"):
             assert versions(server.rest_url, model) == [("1", "AVAILABLE"), ("2", "AVAILABLE")]
             assert versions(server.rest_url, model, label="stock") == [("1", "AVAILABLE")]
