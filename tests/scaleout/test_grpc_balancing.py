@@ -3,7 +3,9 @@ address of the target (what a headless Service's DNS records give), and a lost a
 
 Three tiny gRPC servers on 127.0.0.1, .2 and .3 (the same port: one name, several pods) answer GetModelStatus with
 their own number as the version, so each answer says which one took the request. With gRPC's default policy
-(pick_first) every request would go to one of them: the spread is what the client's service config buys."""
+(pick_first) every request would go to one of them: the spread is what the client's service config buys. A small DNS
+server (dnslib) plays the cluster's DNS: one name, an A record per replica, as for a headless Service; gRPC's DNS
+resolver is pointed at it by the target's authority (dns://DNS_HOST:PORT/NAME:PORT)."""
 
 import collections
 import concurrent.futures
@@ -11,6 +13,8 @@ import contextlib
 
 import grpc
 import pytest
+from dnslib import QTYPE, RR, A
+from dnslib.server import BaseResolver, DNSLogger, DNSServer
 from replica_run import LOOPBACK_HOSTS, ports_free_on
 
 from sd_client import errors
@@ -19,6 +23,7 @@ from sd_client.transports import open_transport
 from sd_client.transports.grpc_api import GET_MODEL_STATUS
 
 REQUESTS = 60
+SERVICE_NAME = "sd-serving-grpc.default.svc.cluster.local"
 
 
 def status_server(host, port, number):
@@ -57,6 +62,25 @@ def servers():
         yield port, started
 
 
+class HeadlessService(BaseResolver):
+    """SERVICE_NAME -> one A record per replica address; every other name: no answer."""
+
+    def resolve(self, request, handler):
+        reply = request.reply()
+        if request.q.qtype == QTYPE.A and str(request.q.qname).rstrip(".") == SERVICE_NAME:
+            for host in LOOPBACK_HOSTS:
+                reply.add_answer(RR(request.q.qname, QTYPE.A, rdata=A(host), ttl=30))
+        return reply
+
+
+@pytest.fixture
+def cluster_dns():
+    server = DNSServer(HeadlessService(), address="127.0.0.1", port=0, logger=DNSLogger(logf=lambda _: None))
+    server.start_thread()
+    yield f"127.0.0.1:{server.server.server_address[1]}"
+    server.stop()
+
+
 def answered_by(transport, count):
     return collections.Counter(transport.model_status("diffusion_model")[0].version for _ in range(count))
 
@@ -69,6 +93,15 @@ def test_an_address_list_spreads_requests_over_every_replica(servers):
         counts = answered_by(transport, REQUESTS)
     finally:
         transport.close()
+    assert sorted(counts) == [1, 2, 3], f"not every replica took requests: {counts}"
+    assert min(counts.values()) >= REQUESTS // 6, f"requests not spread: {counts}"
+
+
+def test_a_dns_name_with_several_addresses_spreads_requests_over_every_replica(servers, cluster_dns):
+    port, _ = servers
+    with contextlib.closing(open_transport(f"dns://{cluster_dns}/{SERVICE_NAME}:{port}", timeout=10)) as transport:
+        answered_by(transport, 3)
+        counts = answered_by(transport, REQUESTS)
     assert sorted(counts) == [1, 2, 3], f"not every replica took requests: {counts}"
     assert min(counts.values()) >= REQUESTS // 6, f"requests not spread: {counts}"
 
