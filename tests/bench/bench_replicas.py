@@ -67,21 +67,27 @@ def main():
     with tempfile.TemporaryDirectory(prefix="bench-replicas-") as scratch, contextlib.ExitStack() as stack:
         models_dir = args.models or export_standins(Path(scratch))
         config = models_dir / "models.config"
-        hosts, ports = LOOPBACK_HOSTS, ports_free_on(LOOPBACK_HOSTS)
         watch = stack.enter_context(MemoryWatch(args.max_memory_gb))
-        started = time.monotonic()
-        servers = [stack.enter_context(start_replica(config, host, ports, start_timeout=args.start_timeout,
-                                                     rest_api_timeout_in_ms=3_600_000)) for host in hosts]  # fmt: skip
-        print(f"3 replicas loaded in {time.monotonic() - started:.0f} s, memory so far {watch.report()}", flush=True)
-        seeds = list(range(FIRST_SEED, FIRST_SEED + args.images))
-        reference, rows = throughput(hosts, ports, seeds, args)
-        print(f"\nmodels: {args.models or f'stand-ins at {STANDIN_SIZE}x{STANDIN_SIZE}'}, {args.steps} steps, "
-              f"{args.images} images by {CLIENTS} concurrent clients over gRPC, median of {args.rounds} rounds\n")  # fmt: skip
-        print_table(["replicas", "seconds", "images per minute", "× 1 replica", "scaling efficiency"], rows)
-        if args.scenario:
-            scenario(stack, servers, config, hosts, ports, seeds, reference, args)
-        print(f"\nmemory: {watch.report()}")
-        watch.check()
+        try:
+            run(stack, config, args, watch)
+        finally:  # also when the replicas were stopped for memory: say so, not only that requests failed
+            print(f"\nmemory: {watch.report()}", flush=True)
+            watch.check()
+
+
+def run(stack, config, args, watch):
+    hosts, ports = LOOPBACK_HOSTS, ports_free_on(LOOPBACK_HOSTS)
+    started = time.monotonic()
+    servers = [stack.enter_context(start_replica(config, host, ports, start_timeout=args.start_timeout,
+                                                 rest_api_timeout_in_ms=3_600_000)) for host in hosts]  # fmt: skip
+    print(f"3 replicas loaded in {time.monotonic() - started:.0f} s, memory so far {watch.report()}", flush=True)
+    seeds = list(range(FIRST_SEED, FIRST_SEED + args.images))
+    reference, rows = throughput(hosts, ports, seeds, args)
+    print(f"\nmodels: {args.models or f'stand-ins at {STANDIN_SIZE}x{STANDIN_SIZE}'}, {args.steps} steps, "
+          f"{args.images} images by {CLIENTS} concurrent clients over gRPC, median of {args.rounds} rounds\n")  # fmt: skip
+    print_table(["replicas", "seconds", "images per minute", "× 1 replica", "scaling efficiency"], rows)
+    if args.scenario:
+        scenario(stack, servers, config, hosts, ports, seeds, reference, args)
 
 
 class MemoryWatch:
