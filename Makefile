@@ -55,7 +55,7 @@ help:
 	@echo "make ui                 the web page and the AUTOMATIC1111 API on http://127.0.0.1:$(UI_PORT)/ (URL=, LABELS=)"
 	@echo "make demo               export (random weights if none can be had), serve locally, generate, stop"
 	@echo "make test               install, then run the whole test suite"
-	@echo "make bench              benchmarks: exported chain vs KerasCV, client transports, local server"
+	@echo "make bench              benchmarks: exported chain vs KerasCV, client transports, local server, replicas"
 
 # The virtualenv is rebuilt when a dependency list changes.
 $(BIN)/.installed: export/pyproject.toml serving/pyproject.toml client/pyproject.toml tests/requirements.txt constraints.txt
@@ -119,6 +119,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python tests/bench/bench_export.py
 	$(BIN)/python tests/bench/bench_client.py
 	$(BIN)/python tests/bench/bench_server.py
+	$(BIN)/python tests/bench/bench_replicas.py
 
 clean:
 	rm -rf $(VENV) $(OUT)

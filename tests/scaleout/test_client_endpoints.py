@@ -64,6 +64,29 @@ def test_a_request_a_replica_cannot_take_goes_to_the_next():
     assert transport.answered["a"] + transport.answered["c"] == 6
 
 
+def test_a_failed_over_request_reaches_the_next_replica_unchanged():
+    """The retry carries the same model, signature, version or label and inputs (the seed among them), so the next
+    replica draws the same noise and returns the same image."""
+    seen = []
+
+    class Recording(Replica):
+        def predict(self, model, signature, inputs, *, version=None, label=None):
+            seen.append((self.url, model, signature, {k: v.copy() for k, v in inputs.items()}, version, label))
+            return super().predict(model, signature, inputs, version=version, label=label)
+
+    transport = ReplicatedTransport([Recording("a", errors.Unavailable("reset")), Recording("b")], backoff=0)
+    inputs = {"seed": np.array([42], np.int32), "context": np.arange(6, dtype=np.float32).reshape(1, 2, 3)}
+    assert str(transport.predict("diffusion_model", "serving_default", inputs, label="tuned")["from"]) == "b"
+    (first, *sent_a), (second, *sent_b) = seen
+    assert (first, second) == ("a", "b")
+    assert sent_a[:2] == sent_b[:2] == ["diffusion_model", "serving_default"]
+    assert sent_a[3:] == sent_b[3:] == [None, "tuned"]
+    assert sent_a[2].keys() == sent_b[2].keys() == inputs.keys()
+    for name, value in inputs.items():
+        np.testing.assert_array_equal(sent_b[2][name], value)
+        np.testing.assert_array_equal(sent_a[2][name], sent_b[2][name])
+
+
 @pytest.mark.parametrize("error", [errors.InvalidArgument("bad seed"), errors.NotFound("no label"),
                                    errors.DeadlineExceeded("slow")])  # fmt: skip
 def test_other_errors_are_the_answer_and_are_not_repeated(error):

@@ -1,7 +1,9 @@
 """Three replicas of the local server, each a host of its own (127.0.0.1-3, same ports), four concurrent clients making
 24 images across them; one replica is SIGKILLed mid-run and restarted. Every image arrives, equals the single-server
-image for its seed, and the restarted replica answers requests again. Stand-in models (tests/standins.py); the same
-run on the real architectures at 128² is `tests/bench/bench_replicas.py --scenario` (README, "Scaling out")."""
+image for its seed, and the restarted replica answers requests again. Stand-in models (tests/standins.py): three
+replicas of the real architectures at 128² hold about 19 GB, more than one process may take on this shared machine;
+`tests/bench/bench_replicas.py --models ... --scenario` runs this on a real export (README, "Scaling out", says what
+fitted here)."""
 
 import contextlib
 import os
