@@ -102,6 +102,12 @@ def test_diffusers_configs_of_other_models(tmp_path, config, expected):
     assert expected in refusal(diffusers_unet(tmp_path / "unet", config))
 
 
+def test_a_diffusers_inpainting_unet(tmp_path):
+    folder = diffusers_unet(tmp_path / "unet", {"in_channels": 9}, weights=False)
+    save_file({"conv_in.weight": np.zeros((320, 9, 3, 3), np.float16)}, str(folder / "diffusion_pytorch_model.safetensors"))
+    assert "an inpainting U-Net (9 input channels" in refusal(folder)
+
+
 def test_diffusers_pipelines_of_other_models(tmp_path):
     diffusers_unet(tmp_path / "sdxl" / "unet")
     (tmp_path / "sdxl" / "text_encoder_2").mkdir()
