@@ -14,8 +14,6 @@ VERSION ?=
 LABEL ?=
 RANDOM_WEIGHTS ?=
 MODELS ?= models
-# keras_cv (KerasCV's own numerics) or reference (exact GELU, diffusers'/CompVis' GroupNorm eps): see README, Checkpoints.
-NUMERICS ?=
 # The CLIP vocabulary for text_to_image's in-graph tokenizer; without one, sd-export downloads KerasCV's copy.
 CLIP_VOCAB ?= $(wildcard ../shared/clip/bpe_simple_vocab_16e6.txt.gz)
 
@@ -35,7 +33,7 @@ EXPORT_FLAGS = --height $(HEIGHT) --width $(WIDTH) --models-dir $(MODELS) \
 	$(if $(CKPT),--ckpt $(CKPT)) $(if $(TEXT_ENCODER),--text-encoder $(TEXT_ENCODER)) \
 	$(if $(DECODER),--decoder $(DECODER)) $(if $(VERSION),--version $(VERSION)) \
 	$(if $(LABEL),--label $(LABEL)) $(if $(RANDOM_WEIGHTS),--random-weights) \
-	$(if $(CLIP_VOCAB),--clip-vocab $(CLIP_VOCAB)) $(if $(NUMERICS),--numerics $(NUMERICS))
+	$(if $(CLIP_VOCAB),--clip-vocab $(CLIP_VOCAB))
 
 .PHONY: help install install-system export serve serve-cpu serve-local generate demo test bench clean
 

@@ -47,13 +47,6 @@ def parse_args(argv):
         action="store_false",
         help="write only the three split models (text_to_image holds all their weights again)",
     )
-    parser.add_argument(
-        "--numerics",
-        choices=("keras_cv", "reference"),
-        default="keras_cv",
-        help="keras_cv (default): KerasCV's own (tanh GELU, GroupNorm eps 1e-5), equal to KerasCV's StableDiffusion; "
-        "reference: exact GELU and diffusers'/CompVis' GroupNorm eps 1e-6, for checkpoints made with those tools",
-    )
     parser.add_argument("--models-dir", default="models", help="the model repository folder (default: models)")
     parser.add_argument(
         "--max-batch",
@@ -100,15 +93,12 @@ def run(args):
         print(RANDOM_WEIGHTS_BANNER, file=sys.stderr)
     print(f"weights: {sources.describe()}", file=sys.stderr)
 
-    from sd_export import numerics
     from sd_export.export import export_repository
     from sd_export.weights import build_components
 
     clip_vocab = resolve_clip_vocab(args.clip_vocab) if args.text_to_image else None
     components = build_components(args.height, args.width, sources)
-    if args.numerics != numerics.KERAS_CV:
-        numerics.set_numerics(components, args.numerics)  # before export_repository traces the models
-    provenance = {"weights": sources.describe(), "random_weights": sources.random, "numerics": args.numerics}
+    provenance = {"weights": sources.describe(), "random_weights": sources.random}
     version, seconds = export_repository(
         components,
         args.models_dir,

@@ -1,11 +1,11 @@
 """How far KerasCV's numerics move a whole generation from diffusers' own, in uint8 levels, on the random oracle.
 
-    python tests/checkpoints/measure_numerics.py [DIR]     (run under flock /tmp/sd-heavy.lock: ~9 GB at the peak)
+    python tests/checkpoints/measure_numerics.py [DIR]     (under flock /tmp/sd-heavy.lock: 3.3 min with the build, 10.2 GB peak)
 
 DIR holds torch_oracle.py's checkpoint (built there when missing). KerasCV's StableDiffusion.generate_image runs 20
 DDIM steps at 128x128 with the weights sd_export converts from the LDM file; torch_oracle.py generate runs the same
 loop on diffusers' models in diffusers' numerics and in KerasCV's (tanh GELU, GroupNorm eps 1e-5). KerasCV runs twice:
-in its own numerics and with sd_export's reference numerics (`sd-export --numerics reference`). The rows: how far
+in its own numerics and in diffusers' (reference_numerics.py: exact GELU, diffusers' epsilons). The rows: how far
 KerasCV's numerics move the image from diffusers'; what the reference numerics leave; and KerasCV against torch in
 KerasCV's numerics (what is left once the two known departures are removed on the other side).
 """
@@ -27,7 +27,7 @@ def keras_cv_image(folder, inputs):
     from keras_cv.models import StableDiffusion
     from keras_cv.models.stable_diffusion import Decoder, DiffusionModel, TextEncoder
     from sd_export.checkpoints import open_checkpoint
-    from sd_export.numerics import REFERENCE, set_numerics
+    from reference_numerics import REFERENCE, set_numerics
     from sd_export.weights import Components, load_part
 
     model = StableDiffusion(SIZE, SIZE, jit_compile=False)

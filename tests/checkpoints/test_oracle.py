@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sd14_layouts
+from reference_numerics import KERAS_CV, REFERENCE, set_numerics
 from safetensors import safe_open
 from sd_export.checkpoints import open_checkpoint
 from sd_export.checkpoints.assign import converted
-from sd_export.numerics import KERAS_CV, REFERENCE, set_numerics
 from sd_export.weights import Components, load_part
 
 MAX_RELATIVE_L2 = 5e-4
 MAX_ABSOLUTE = 1e-3
-MAX_REFERENCE_RELATIVE_L2 = 2e-5  # with the reference numerics only float32 rounding is left
+MAX_REFERENCE_RELATIVE_L2 = 2e-5  # with diffusers' numerics only float32 rounding is left
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +94,8 @@ def test_a_swapped_norm_fails_the_same_check(keras_cv_components, reference):
 
 def test_the_reference_numerics_match_diffusers_closer(keras_cv_components, loaded_image_encoder, keras_cv_reference,
                                                        reference):  # fmt: skip
-    """sd-export --numerics reference (exact GELU, diffusers' GroupNorm epsilons) brings the U-Net, decoder and encoder
-    to float32 rounding of diffusers' outputs; switching back restores KerasCV's numerics exactly."""
+    """KerasCV's two known departures are the whole difference: with exact GELU and diffusers' GroupNorm epsilons the
+    U-Net, decoder and encoder come to float32 rounding of diffusers' outputs; switching back restores KerasCV's."""
     components = Components(keras_cv_components.text_encoder, keras_cv_components.diffusion_model,
                             keras_cv_components.decoder, loaded_image_encoder)  # fmt: skip
 

@@ -1,11 +1,12 @@
-"""The reference numerics: KerasCV's SD v1.4 models computing as diffusers' and CompVis' implementations do.
+"""The reference numerics in KerasCV's SD v1.4 models, for the oracle only: KerasCV computing as diffusers and CompVis do.
 
 KerasCV departs from them in two places, both chosen when its weights were ported:
 - GEGLU's gate uses the tanh approximation of GELU; diffusers and CompVis use the exact (erf) GELU;
 - every GroupNorm has epsilon 1e-5; diffusers and CompVis use 1e-6 in the U-Net's spatial transformers and in every
   norm of the VAE (the U-Net's resnets and output norm use 1e-5 in both).
-`sd-export --numerics reference` applies this before the export traces the models, for checkpoints trained or
-fine-tuned with diffusers or CompVis code (the README states how far the two numerics move an image).
+test_oracle.py switches them to show that these two are the whole difference from diffusers' forward passes, and
+measure_numerics.py to show what is left of a whole generation. Not an export option: over a whole 20-step generation
+KerasCV's numerics moved the image by at most 1 uint8 level (README, Checkpoints), so the export keeps KerasCV's.
 """
 
 import types
