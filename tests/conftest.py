@@ -90,18 +90,26 @@ def sd14_checkpoint(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def keras_cv_components(sd14_checkpoint):
-    """KerasCV's real SD v1.4 architectures holding the oracle checkpoint's weights, converted from its LDM file by
-    sd_export's loader: the one in-process copy of each model."""
+def keras_cv_architectures():
+    """KerasCV's real SD v1.4 architectures: the one in-process copy of each model. Tests that read only their layers
+    and shapes (the name-mapping coverage) take these and need no torch; keras_cv_components loads weights into them."""
     from keras_cv.models.stable_diffusion import Decoder, DiffusionModel, TextEncoder
-    from sd_export.checkpoints import open_checkpoint
-    from sd_export.weights import Components, load_part
+    from sd_export.weights import Components
 
-    components = Components(
+    return Components(
         TextEncoder(77, download_weights=False),
         DiffusionModel(KERAS_CV_SIZE, KERAS_CV_SIZE, 77, download_weights=False),
         Decoder(KERAS_CV_SIZE, KERAS_CV_SIZE, download_weights=False),
     )
+
+
+@pytest.fixture(scope="session")
+def keras_cv_components(keras_cv_architectures, sd14_checkpoint):
+    """The architectures holding the oracle checkpoint's weights, converted from its LDM file by sd_export's loader."""
+    from sd_export.checkpoints import open_checkpoint
+    from sd_export.weights import load_part
+
+    components = keras_cv_architectures
     checkpoint = open_checkpoint(sd14_checkpoint["ldm"], "diffusion_model")
     for part in ("text_encoder", "diffusion_model", "decoder"):
         load_part(checkpoint, part, getattr(components, part))

@@ -1,11 +1,13 @@
 """How far KerasCV's numerics move a whole generation from diffusers' own, in uint8 levels, on the random oracle.
 
-    python tests/checkpoints/measure_numerics.py [DIR]     (run under flock /tmp/sd-heavy.lock: ~9 GB at the peak)
+    python tests/checkpoints/measure_numerics.py [DIR]     (under flock /tmp/sd-heavy.lock: 3.3 min with the build, 10.2 GB peak)
 
 DIR holds torch_oracle.py's checkpoint (built there when missing). KerasCV's StableDiffusion.generate_image runs 20
 DDIM steps at 128x128 with the weights sd_export converts from the LDM file; torch_oracle.py generate runs the same
-loop on diffusers' models in diffusers' numerics and in KerasCV's (tanh GELU, GroupNorm eps 1e-5), so the second row
-shows what is left once the two known departures are removed.
+loop on diffusers' models in diffusers' numerics and in KerasCV's (tanh GELU, GroupNorm eps 1e-5). KerasCV runs twice:
+in its own numerics and in diffusers' (reference_numerics.py: exact GELU, diffusers' epsilons). The rows: how far
+KerasCV's numerics move the image from diffusers'; what the reference numerics leave; and KerasCV against torch in
+KerasCV's numerics (what is left once the two known departures are removed on the other side).
 """
 
 import subprocess
@@ -25,7 +27,8 @@ def keras_cv_image(folder, inputs):
     from keras_cv.models import StableDiffusion
     from keras_cv.models.stable_diffusion import Decoder, DiffusionModel, TextEncoder
     from sd_export.checkpoints import open_checkpoint
-    from sd_export.weights import load_part
+    from reference_numerics import REFERENCE, set_numerics
+    from sd_export.weights import Components, load_part
 
     model = StableDiffusion(SIZE, SIZE, jit_compile=False)
     model._text_encoder = TextEncoder(77, download_weights=False)
@@ -35,9 +38,16 @@ def keras_cv_image(folder, inputs):
     for part in ("text_encoder", "diffusion_model", "decoder"):
         load_part(checkpoint, part, getattr(model, f"_{part}"))
     context = model.text_encoder.predict_on_batch([inputs["tokens"], np.arange(77, dtype=np.int32)[None]])
-    return model.generate_image(
-        context, num_steps=STEPS, unconditional_guidance_scale=GUIDANCE, diffusion_noise=inputs["noise"]
-    )
+
+    def generate():
+        return model.generate_image(
+            context, num_steps=STEPS, unconditional_guidance_scale=GUIDANCE, diffusion_noise=inputs["noise"]
+        )
+
+    images = {"keras_cv": generate()}
+    set_numerics(Components(model._text_encoder, model._diffusion_model, model._decoder), REFERENCE)
+    images["reference"] = generate()
+    return images
 
 
 def generation_inputs():
@@ -73,10 +83,12 @@ def main(argv):
     subprocess.run(oracle + ["generate", str(folder)], check=True)
     ours = keras_cv_image(folder, inputs)
     with np.load(folder / "generated.npz") as generated:
-        print(f"{STEPS} DDIM steps, guidance {GUIDANCE}, {SIZE}x{SIZE}, random SD 1.4 (randomized norms)")
-        print("KerasCV (converted weights) vs diffusers' models | max | 99th pct | mean | image std")
-        for name in ("diffusers", "keras_numerics"):
-            print(f"  torch, {name:<16} | %d | %.1f | %.3f | %.1f" % levels(ours, generated[name]))
+        print(f"{STEPS} DDIM steps, guidance {GUIDANCE}, {SIZE}x{SIZE}, random SD 1.4 (randomized norms), uint8 levels")
+        print("KerasCV (converted weights) | diffusers' models in | max | 99th pct | mean | image std")
+        for keras_cv, torch_numerics in (("keras_cv", "diffusers"), ("reference", "diffusers"),
+                                         ("keras_cv", "keras_numerics")):  # fmt: skip
+            row = levels(ours[keras_cv], generated[torch_numerics])
+            print(f"{keras_cv:<9} numerics | {torch_numerics:<14} | %d | %.1f | %.3f | %.1f" % row)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The name mapping on the real architectures' shapes, no data read: KerasCV's real models (the session fixtures) and
+"""The name mapping on the real architectures' shapes, no data read: KerasCV's real models (the session fixture keras_cv_architectures: no torch) and
 SD 1.4's tensor names and shapes as diffusers and transformers produce them, in diffusers' naming and in LDM's.
 
 For every part and both layouts: every KerasCV variable is set exactly once, every source tensor of the part is used
@@ -27,11 +27,11 @@ LDM_EXTRAS = {  # what real LDM files carry besides the parts: all on the ignore
 
 
 @pytest.fixture(scope="module")
-def models(keras_cv_components, image_encoder):
+def models(keras_cv_architectures, image_encoder):
     return {
-        "diffusion_model": keras_cv_components.diffusion_model,
-        "text_encoder": keras_cv_components.text_encoder,
-        "decoder": keras_cv_components.decoder,
+        "diffusion_model": keras_cv_architectures.diffusion_model,
+        "text_encoder": keras_cv_architectures.text_encoder,
+        "decoder": keras_cv_architectures.decoder,
         "image_encoder": image_encoder,
     }
 
@@ -66,6 +66,17 @@ def test_ldm_names_cover_every_variable(sd14_shapes, models, part):
     if part != "text_encoder":  # CLIP has transformers' names in both layouts
         assert checkpoint.sources[part].layout == LDM
     assert_covers(checkpoint, part, models[part])
+
+
+def test_clip_names_without_text_model(sd14_shapes, models):
+    """transformers >= 5 saves CLIPTextModel without `text_model.`; merged LDM files carry both forms."""
+    shapes = ldm_file(sd14_shapes).shapes
+    flattened = {key.replace("cond_stage_model.transformer.text_model.", "cond_stage_model.transformer."): shape
+                 for key, shape in shapes.items()}  # fmt: skip
+    assert flattened != shapes
+    checkpoint = ldm_safetensors.classify(HeaderOnly(flattened), "flat.safetensors")
+    assert checkpoint.sources["text_encoder"].prefix == "cond_stage_model.transformer."
+    assert_covers(checkpoint, "text_encoder", models["text_encoder"])
 
 
 def test_every_ldm_tensor_is_used_once_or_ignored(sd14_shapes, models):

@@ -86,6 +86,14 @@ def test_other_models_are_refused_by_what_they_hold(tmp_path, state, expected):
     assert expected in refusal(written(tmp_path, "model.safetensors", state))
 
 
+def test_a_lora_training_output_folder(tmp_path):
+    """What diffusers' LoRA training examples write: one pytorch_lora_weights.safetensors, no model folders."""
+    (tmp_path / "lora").mkdir()
+    save_file(tensors(unet__down_blocks__0__attentions__0__proj_in__lora_A__weight=(4, 320)),
+              str(tmp_path / "lora" / "pytorch_lora_weights.safetensors"))  # fmt: skip
+    assert "a LoRA (low-rank adapter) training output, not a full model" in refusal(tmp_path / "lora")
+
+
 def test_a_v_prediction_config_beside_the_file(tmp_path):
     path = written(tmp_path, "tuned-v.safetensors", ldm_unet())
     (tmp_path / "tuned-v.yaml").write_text('model:\n  params:\n    parameterization: "v"\n')
@@ -100,6 +108,12 @@ def test_a_v_prediction_config_beside_the_file(tmp_path):
 ])  # fmt: skip
 def test_diffusers_configs_of_other_models(tmp_path, config, expected):
     assert expected in refusal(diffusers_unet(tmp_path / "unet", config))
+
+
+def test_a_diffusers_inpainting_unet(tmp_path):
+    folder = diffusers_unet(tmp_path / "unet", {"in_channels": 9}, weights=False)
+    save_file({"conv_in.weight": np.zeros((320, 9, 3, 3), np.float16)}, str(folder / "diffusion_pytorch_model.safetensors"))
+    assert "an inpainting U-Net (9 input channels" in refusal(folder)
 
 
 def test_diffusers_pipelines_of_other_models(tmp_path):

@@ -57,6 +57,12 @@ def open_folder(path):
             raise WeightsError(f"{path}: config.json names no SD 1.x U-Net, CLIP text encoder or VAE")
         folders = {kind: ""}
     if not folders:
+        # diffusers' LoRA training scripts write only pytorch_lora_weights.safetensors into their output folder
+        if any("lora" in name.lower() and name.endswith(".safetensors") for name in os.listdir(path)):
+            raise WeightsError(
+                f"{path}: a LoRA (low-rank adapter) training output, not a full model: merge it into its base SD 1.x "
+                "checkpoint first (e.g. with diffusers' fuse_lora, then save_pretrained)"
+            )
         raise WeightsError(
             f"{path}: a folder with neither unet/, text_encoder/, vae/ nor a model's config.json: not a diffusers folder"
         )
