@@ -120,6 +120,8 @@ bench: $(BIN)/.installed
 	$(BIN)/python tests/bench/bench_client.py
 	$(BIN)/python tests/bench/bench_server.py
 	$(BIN)/python tests/bench/bench_replicas.py
+	$(BIN)/python tests/bench/bench_precision.py --size 128 --steps 2 6 --rounds 2
+	$(BIN)/python tests/bench/bench_precision.py --size 512 --steps 2 6 --rounds 1
 
 clean:
 	rm -rf $(VENV) $(OUT)

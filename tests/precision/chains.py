@@ -9,7 +9,7 @@ from sd_export.decoder import decode
 from sd_export.text_encoder import encode
 
 SIZE = 128
-STEPS = 3
+STEPS = 2
 GUIDANCE = 7.5
 PROMPT = "a lighthouse on a cliff at dusk"
 SEED = 42

@@ -1,5 +1,5 @@
-"""A bfloat16 export of KerasCV's real architectures (random weights, 128x128) and KerasCV's own mixed_bfloat16
-images of the same weights, shared by the precision tests.
+"""Half-precision exports of KerasCV's real architectures (random weights, 128x128), bfloat16 and float16, and KerasCV's
+own images of the same weights under the matching mixed policy, shared by the precision tests.
 
 Both start from the float32 session fixtures' weight files (tests/conftest.py). KerasCV's mixed-precision models
 are a second U-Net, so they are built in a subprocess (keras_cv_mixed.py), never in the pytest process.
@@ -33,26 +33,35 @@ def sd_export(weight_files, models_dir, clip_vocab, *flags):
     return models_dir
 
 
-@pytest.fixture(scope="session")
-def bfloat16_repository(keras_cv_weight_files, tmp_path_factory, clip_vocab_path):
-    """models/ written by `sd-export --precision bfloat16` from the float32 fixtures' .h5 files."""
-    models_dir = tmp_path_factory.mktemp("bfloat16") / "models"
-    return sd_export(keras_cv_weight_files, models_dir, clip_vocab_path, "--precision", "bfloat16")
+# This CPU (AMX-BF16, AVX512-FP16) runs both; tests are grouped by precision, so one half export is alive at a time.
+HALF_PRECISIONS = ("bfloat16", "float16")
+
+
+@pytest.fixture(scope="package", params=HALF_PRECISIONS)
+def precision(request):
+    return request.param
 
 
 @pytest.fixture(scope="package")
-def bfloat16_served(bfloat16_repository):
-    yield from served_version(bfloat16_repository)
+def half_repository(precision, keras_cv_weight_files, tmp_path_factory, clip_vocab_path):
+    """models/ written by `sd-export --precision <precision>` from the float32 fixtures' .h5 files."""
+    models_dir = tmp_path_factory.mktemp(precision) / "models"
+    return sd_export(keras_cv_weight_files, models_dir, clip_vocab_path, "--precision", precision)
 
 
-@pytest.fixture(scope="session")
-def keras_cv_bfloat16_images(keras_cv_weight_files, tmp_path_factory, clip_vocab_path):
-    """KerasCV's text_to_image under mixed_bfloat16 for a batch of 1 and of 2: {"batch_1": [1,H,W,3], "batch_2": ...},
-    plus the subprocess's peak resident memory in bytes ("peak_bytes")."""
-    out = tmp_path_factory.mktemp("keras_cv_bfloat16") / "images.npz"
+@pytest.fixture(scope="package")
+def half_served(half_repository):
+    yield from served_version(half_repository)
+
+
+@pytest.fixture(scope="package")
+def keras_cv_half_images(precision, keras_cv_weight_files, tmp_path_factory, clip_vocab_path):
+    """KerasCV's text_to_image under mixed_<precision> for a batch of 1 and of 2: {"batch_1": [1,H,W,3], "batch_2":
+    ...}, plus the subprocess's peak resident memory in bytes ("peak_bytes")."""
+    out = tmp_path_factory.mktemp(f"keras_cv_{precision}") / "images.npz"
     weights = json.dumps({name: str(path) for name, path in keras_cv_weight_files.items()})
     command = [
-        sys.executable, str(HERE / "keras_cv_mixed.py"), "--policy", "mixed_bfloat16", "--weights", weights,
+        sys.executable, str(HERE / "keras_cv_mixed.py"), "--policy", f"mixed_{precision}", "--weights", weights,
         "--vocab", str(clip_vocab_path), "--size", str(SIZE), "--steps", str(STEPS), "--guidance", str(GUIDANCE),
         "--prompt", PROMPT, "--seed", str(SEED), "--out", str(out),
     ]  # fmt: skip
