@@ -1,12 +1,12 @@
 """Client measurements: install size and import time of `pip install ./client`, and end-to-end generate() time over
 REST and gRPC (through sd-model-server) against the in-process transport on the same models; then one text_to_image
-request against the three-request chain, over REST and gRPC, side by side (issue 5).
+request against the three-request chain, over REST and gRPC, side by side.
 
     .venv/bin/python tests/bench/bench_client.py --models models --steps 50 --images 1 --repeats 3
     .venv/bin/python tests/bench/bench_client.py --standin            # tiny stand-in models, 128x128 (seconds)
     .venv/bin/python tests/bench/bench_client.py --standin --skip-install
 
-Goal (issue 3): gRPC <= 1.02x and REST <= 1.05x the in-process time. Prints a Markdown table for the README.
+Goal: gRPC <= 1.02x and REST <= 1.05x the in-process time. Prints a Markdown table for the README.
 The install part makes a fresh virtualenv and installs from the package registry (or pip's cache).
 """
 

@@ -54,13 +54,17 @@ def test_graph_computes_in_half_behind_a_float32_contract(half_served, precision
 def test_as_close_to_keras_cv_mixed_precision_as_keras_cv_is_to_itself(
     half_served, precision, keras_cv_half_images, keras_cv_reference
 ):
-    """KerasCV under mixed_<precision> is not bit-stable across batch sizes (other kernels): its batch-of-2 image is
-    the bound for how far ours may be from its batch-of-1 image (same weights, prompt, seed and steps)."""
+    """KerasCV under mixed_<precision> is not bit-stable across batch sizes (other kernels): its images of the same
+    seed with a batch of 1 and of 2 are both KerasCV's, and how far apart they are is the bound for how far ours may
+    be from the nearer of the two (same weights, prompt, seed and steps)."""
     ours, _ = served_chain(half_served, tokens(keras_cv_reference.tokenizer, PROMPT), [SEED])
     alone, batched = keras_cv_half_images["batch_1"], keras_cv_half_images["batch_2"][:1]
     assert alone.std() > 20, "reference image is flat: the comparison would prove nothing"
-    bound, distance = image_distance(batched, alone), image_distance(ours, alone)
-    print(f"KerasCV mixed_{precision}, batch of 2 vs 1: {bound}; ours vs KerasCV's batch of 1: {distance}")
+    bound = image_distance(batched, alone)
+    to_alone, to_batched = image_distance(ours, alone), image_distance(ours, batched)
+    distance = max(to_alone, to_batched, key=lambda d: d["psnr_db"])
+    print(f"KerasCV mixed_{precision}, batch of 2 vs 1: {bound}; ours vs KerasCV's batch of 1: {to_alone}, "
+          f"vs its batch of 2: {to_batched}")  # fmt: skip
     assert distance["psnr_db"] >= bound["psnr_db"] and distance["max_level"] <= bound["max_level"], (distance, bound)
 
 

@@ -1,4 +1,4 @@
-"""text_to_image (issue 5) through sd-model-server on the exporter's text_to_image.config: prompt strings in, PNG out,
+"""text_to_image through sd-model-server on the exporter's text_to_image.config: prompt strings in, PNG out,
 over REST (requests, and the curl line the README shows) and gRPC (tensorflow-serving-api's PredictionServiceStub).
 Every image equals the in-process TF1-session run of the same SavedModel; bad inputs get 400 / INVALID_ARGUMENT with a
 message naming the input, and the server goes on serving."""
