@@ -48,7 +48,7 @@ help:
 	@echo "make generate PROMPT=.. the client against whichever server is up (URL=$(URL))"
 	@echo "make demo               export (random weights if none can be had), serve locally, generate, stop"
 	@echo "make test               install, then run the whole test suite"
-	@echo "make bench              benchmarks: exported chain vs KerasCV, client transports, local server"
+	@echo "make bench              benchmarks: exported chain vs KerasCV, client transports, local server, samplers"
 
 # The virtualenv is rebuilt when a dependency list changes.
 $(BIN)/.installed: export/pyproject.toml serving/pyproject.toml client/pyproject.toml tests/requirements.txt constraints.txt
@@ -101,6 +101,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python tests/bench/bench_export.py
 	$(BIN)/python tests/bench/bench_client.py
 	$(BIN)/python tests/bench/bench_server.py
+	$(BIN)/python tests/bench/bench_samplers.py
 
 clean:
 	rm -rf $(VENV) $(OUT)
