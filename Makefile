@@ -55,7 +55,8 @@ help:
 	@echo "make ui                 the web page and the AUTOMATIC1111 API on http://127.0.0.1:$(UI_PORT)/ (URL=, LABELS=)"
 	@echo "make demo               export (random weights if none can be had), serve locally, generate, stop"
 	@echo "make test               install, then run the whole test suite"
-	@echo "make bench              benchmarks: exported chain vs KerasCV, client transports, local server, replicas"
+	@echo "make bench              benchmarks: exported chain vs KerasCV, client transports, local server, samplers,"
+	@echo "                        precision, replicas"
 
 # The virtualenv is rebuilt when a dependency list changes.
 $(BIN)/.installed: export/pyproject.toml serving/pyproject.toml client/pyproject.toml tests/requirements.txt constraints.txt
@@ -119,6 +120,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python tests/bench/bench_export.py
 	$(BIN)/python tests/bench/bench_client.py
 	$(BIN)/python tests/bench/bench_server.py
+	$(BIN)/python tests/bench/bench_samplers.py
 	$(BIN)/python tests/bench/bench_replicas.py
 	$(BIN)/python tests/bench/bench_precision.py --size 128 --steps 2 6 --rounds 2
 	$(BIN)/python tests/bench/bench_precision.py --size 512 --steps 2 6 --rounds 1

@@ -184,6 +184,8 @@ def example_value(name, shape, rng, steps):
         return np.float32(7.5)
     if name == "seed":
         return np.arange(shape[0], dtype=np.int32) + 42
+    if name == "sampler":
+        return np.array(contract.DEFAULT_SAMPLER.encode(), object)
     if name.endswith("tokens"):
         return rng.integers(0, contract.VOCAB_SIZE, shape).astype(np.int32)
     if name.endswith("prompt"):

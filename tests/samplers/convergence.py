@@ -2,7 +2,7 @@
 exact noise prediction (analytic.mixture_unet) run through the exported sampling loop, and the probability-flow ODE's
 end point from the same start noise (analytic.mixture_ode_solution).
 
-    python tests/samplers/convergence.py [--plot docs/sampler-convergence.png]
+    python tests/samplers/convergence.py [--plot export/docs/sampler-convergence.png]
 
 prints the relative error of each sampler at each step count and the step count at which DPM++ 2M Karras is as close
 as DDIM at 50 steps.
@@ -90,8 +90,11 @@ def main():
         import matplotlib.pyplot as plt
 
         figure, axes = plt.subplots(figsize=(6.4, 4.4), dpi=110)
+        # DDIM is Euler's method in (x / alpha, sigma) (Karras et al., 2022): the two curves lie on each other.
+        styles = {"Euler": dict(linestyle="--", marker="x")}
         for name in ODE_SAMPLERS:
-            axes.loglog(STEP_COUNTS, [table[name][n] for n in STEP_COUNTS], marker="o", label=name)
+            style = styles.get(name, dict(marker="o"))
+            axes.loglog(STEP_COUNTS, [table[name][n] for n in STEP_COUNTS], label=name, **style)
         axes.axhline(ddim_50, color="grey", linestyle=":", label="DDIM at 50 steps")
         axes.set_xlabel("steps")
         axes.set_ylabel("relative RMS error of the end point")
