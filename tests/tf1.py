@@ -4,6 +4,9 @@ tf.saved_model.load succeeding proves nothing about that path (../shared/notes/p
 an exported model goes through here.
 """
 
+import ctypes
+import gc
+
 import tensorflow as tf
 
 
@@ -25,6 +28,16 @@ class Tf1Model:
 
     def close(self):
         self.session.close()
+        self.graph = self.session = self.meta_graph = None
+        release_memory()
+
+
+def release_memory():
+    """Give freed memory back to the system. A closed session's weights (4 GB for the real architectures) go back to
+    glibc's heap, which keeps the pages: one test process loads several such models in turn, and without this its
+    resident memory only grows."""
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 SPLIT_MODELS = ("text_encoder", "diffusion_model", "decoder")

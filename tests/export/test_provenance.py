@@ -52,15 +52,18 @@ def test_batched_models_have_no_provenance_signature_but_every_model_has_the_rec
         assert has_signature == (name in PROVENANCE_MODELS)
 
 
-def test_the_cli_records_the_checkpoints_format_and_sha256(keras_cv_repository, keras_cv_weight_files):
-    """sd-export --ckpt x.h5: the U-Net checkpoint's sha256 is the version's source (the SD UIs' "Model hash")."""
-    import hashlib
+def test_the_cli_records_the_checkpoints_format_and_sha256(keras_cv_repository, sd14_checkpoint):
+    """sd-export --ckpt sd14.safetensors: the U-Net checkpoint's format and sha256 are the version's source (the SD
+    UIs' "Model hash"); the parts taken from other files are recorded beside it."""
+    import subprocess
 
-    expected = hashlib.sha256(keras_cv_weight_files["diffusion_model"].read_bytes()).hexdigest()
+    expected = subprocess.run(["sha256sum", sd14_checkpoint["ldm"]], capture_output=True, text=True, check=True)
+    expected = expected.stdout.split()[0]
     for name in contract.SPLIT_MODELS + (contract.TEXT_TO_IMAGE,):
         info = json.loads((keras_cv_repository / name / "1" / "assets.extra" / "sd_export.json").read_text())
-        assert info["source_format"] == "keras_h5" and info["source_sha256"] == expected
-        assert info["precision"] == "float32"
+        assert info["source_format"] == "ldm_safetensors" and info["source_sha256"] == expected
+        assert info["source_text_encoder_format"] == "keras_h5" and info["source_decoder_format"] == "diffusers"
+        assert info["precision"] == "float32"  # the provenance signature answers these (tested on the stand-ins)
 
 
 def test_the_stock_weights_hash_is_the_one_keras_cv_checks(tmp_path):
