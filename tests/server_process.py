@@ -26,7 +26,6 @@ from tensorflow_serving.config import model_server_config_pb2
 HOST = "127.0.0.1"
 START_TIMEOUT_SECONDS = 180  # loading and warming up; other test runs share the 2 cores
 STOP_TIMEOUT_SECONDS = 30
-FROZEN_WEIGHTS = "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS"
 _BIND_ERRORS = ("address already in use", "cannot listen", "failed to bind")
 
 
@@ -91,15 +90,11 @@ def running_server(
 ):
     """Start the server on free ports (retrying if another process took one), yield, then SIGTERM it.
 
-    environment: variables added to this process's environment for the server. oneDNN's weight cache (on by default
-    in sd-model-server) is set as this process has it, off unless set: the cache reorders weights, which moves floats
-    by about 1e-5, and the tests compare served outputs with the same SavedModels run here; a test that wants the
-    server's default passes it as None (None unsets a variable).
+    environment: variables added to this process's environment for the server (None unsets one).
     host: the address it binds (another loopback address, 127.0.0.2 ..., makes it a host of its own);
     ports: (grpc_port, rest_port) to use instead of free ones (a restarted replica keeps its address)."""
     for attempt in range(1, attempts + 1):
-        inherited = dict(os.environ, **{FROZEN_WEIGHTS: os.environ.get(FROZEN_WEIGHTS, "0")})
-        merged = dict(inherited, **(environment or {}))
+        merged = dict(os.environ, **(environment or {}))
         server = _start(config_path, flags, {k: v for k, v in merged.items() if v is not None}, host, ports)
         try:
             _wait_until_available(server, model_names(config_path), start_timeout)

@@ -18,10 +18,10 @@ _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
 # Read by TensorFlow itself. 1 lets oneDNN keep each convolution's and matmul's weights in the layout it computes
 # with instead of reordering them on every call: safe for served weights, which never change. On this project's CPU
-# it makes the diffusion loop about twice as fast per step, and since the U-Net's kernels exist once per
-# diffusion_model version (sd_export.diffusion_model.shared_call) it costs one more copy of the weights, not two
-# (README, CPU speed): the server turns it on unless the environment says otherwise. TensorFlow aborts the process
-# at the first convolution on any value but 0, 1, false or true (any case), so the server refuses others up front.
+# it makes the diffusion loop about twice as fast per step, but the cached copies multiply the memory (a 128² float32
+# version served with its warmed diffusion_model signatures was measured at 16 GB resident; README, CPU speed), so it
+# is the user's choice, not a default. TensorFlow aborts the process at the first convolution on any value but
+# 0, 1, false or true (any case), so the server refuses others up front.
 FROZEN_WEIGHTS_VARIABLE = "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS"
 _TENSORFLOW_BOOLEANS = ("0", "1", "false", "true")
 
@@ -61,8 +61,8 @@ def build_parser():
         description="Serve the SavedModels of a TF Serving model config over TF Serving's REST and gRPC API "
         "(a local stand-in for tensorflow_model_server).",
         allow_abbrev=False,  # tensorflow_model_server takes whole flag names only
-        epilog=f"environment: {FROZEN_WEIGHTS_VARIABLE} (default 1 here) caches oneDNN's reordered weights: faster "
-        "on a CPU, one more copy of the weights in memory; =0 turns it off (README, CPU speed)",
+        epilog=f"environment: {FROZEN_WEIGHTS_VARIABLE}=1 caches oneDNN's reordered weights: faster on a CPU, "
+        "several times the memory (README, CPU speed)",
     )
     parser.add_argument("--port", type=port_number, default=DEFAULT_GRPC_PORT, help="gRPC port (default 8500)")
     parser.add_argument(
@@ -105,12 +105,11 @@ def parse_flags(argv=None):
 
 
 def weight_caching(environ=os.environ):
-    """Turn oneDNN's weight cache on unless TF_ONEDNN_ASSUME_FROZEN_WEIGHTS is set; what it makes oneDNN do, for the
-    start-up log. ValueError for a value TensorFlow would abort on. Call before TensorFlow runs anything."""
+    """What TF_ONEDNN_ASSUME_FROZEN_WEIGHTS makes oneDNN do, for the start-up log; ValueError for a value TensorFlow
+    would abort on."""
     value = environ.get(FROZEN_WEIGHTS_VARIABLE)
     if value is None:
-        environ[FROZEN_WEIGHTS_VARIABLE] = "1"
-        return f"{FROZEN_WEIGHTS_VARIABLE} unset: set to 1, oneDNN caches weights (=0 reorders them on every call)"
+        return f"{FROZEN_WEIGHTS_VARIABLE} unset: oneDNN reorders weights on every call (=1 caches them, see README)"
     spelling = value.lower()
     if spelling not in _TENSORFLOW_BOOLEANS:
         raise ValueError(f"{FROZEN_WEIGHTS_VARIABLE}={value!r}: expected 0, 1, false or true")

@@ -38,7 +38,7 @@ def test_serves_the_exporters_config_and_stops_on_sigterm(standin_repository):
             assert versions(server.rest_url, model) == [("1", "AVAILABLE"), ("2", "AVAILABLE")]
             assert versions(server.rest_url, model, label="stock") == [("1", "AVAILABLE")]
         log = server.log()
-        assert "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS unset: set to 1, oneDNN caches weights" in log
+        assert "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS unset: oneDNN reorders weights on every call" in log
         assert "Model text_encoder version 1: ran 1 warmup record(s)" in log
         assert "Model decoder version 2: ran 2 warmup record(s)" in log
         assert stop(server, signal.SIGTERM) == 0
@@ -52,9 +52,9 @@ def test_version_policies_and_no_warmup_and_sigint(standin_repository, extra_mod
         "diffusion_model": (standin_repository / "diffusion_model", "all {}", {}),
         "strings": (extra_models["strings"], "specific { versions: 1 }", {"only": 1}),
     })  # fmt: skip
-    environment = {"TF_ONEDNN_ASSUME_FROZEN_WEIGHTS": "0"}  # oneDNN's weight cache: the user's choice, logged
+    environment = {"TF_ONEDNN_ASSUME_FROZEN_WEIGHTS": "1"}  # oneDNN's weight cache: the user's choice, logged
     with running_server(config, environment=environment, enable_model_warmup=False, host="127.0.0.1") as server:
-        assert "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=0: oneDNN reorders weights on every call" in server.log()
+        assert "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1: oneDNN caches weights" in server.log()
         assert versions(server.rest_url, "decoder") == [("2", "AVAILABLE")]
         assert versions(server.rest_url, "text_encoder") == [("1", "AVAILABLE"), ("2", "AVAILABLE")]
         assert versions(server.rest_url, "text_encoder", label="newest") == [("2", "AVAILABLE")]
