@@ -18,14 +18,19 @@ def _contexts():
     return rng.standard_normal(shape).astype(np.float32), rng.standard_normal(shape).astype(np.float32)
 
 
+def clients_of(server, config, vocab_path):
+    """The same models in-process, over REST and over gRPC."""
+    rest_url, grpc_target = server
+    return {
+        "in-process": Client(config, vocab_path=vocab_path),
+        "rest": Client(rest_url, vocab_path=vocab_path),
+        "grpc": Client(f"grpc://{grpc_target}", vocab_path=vocab_path),
+    }
+
+
 @pytest.fixture(scope="module")
 def clients(chain_server, standin_repository, clip_vocab_path):
-    rest_url, grpc_target = chain_server
-    made = {
-        "in-process": Client(standin_repository / "models.config", vocab_path=clip_vocab_path),
-        "rest": Client(rest_url, vocab_path=clip_vocab_path),
-        "grpc": Client(f"grpc://{grpc_target}", vocab_path=clip_vocab_path),
-    }
+    made = clients_of(chain_server, standin_repository / "models.config", clip_vocab_path)
     yield made
     for client in made.values():
         client.close()
@@ -106,12 +111,7 @@ def test_unknown_sampler_refused_before_sending_and_by_the_graph(clients):
 
 
 def test_text_to_image_served_equals_in_process(one_request_server, standin_repository, clip_vocab_path):
-    rest_url, grpc_target = one_request_server
-    clients = {
-        "in-process": Client(standin_repository / "text_to_image.config", vocab_path=clip_vocab_path),
-        "rest": Client(rest_url, vocab_path=clip_vocab_path),
-        "grpc": Client(f"grpc://{grpc_target}", vocab_path=clip_vocab_path),
-    }
+    clients = clients_of(one_request_server, standin_repository / "text_to_image.config", clip_vocab_path)
     try:
         for client in clients.values():
             assert client.samplers() == list(contract.SAMPLERS)
