@@ -113,8 +113,11 @@ demo: $(BIN)/.installed
 		$(if $(filter command line,$(origin HEIGHT)),--height $(HEIGHT)) \
 		$(if $(filter command line,$(origin WIDTH)),--width $(WIDTH))
 
+# Two processes: the precision tests hold a second, half-precision set of the real models and run KerasCV's mixed
+# precision beside them; after the rest of the suite in the same process, that passes this machine's memory.
 test: install
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests --ignore=tests/precision
+	$(BIN)/python -m pytest tests/precision
 
 bench: $(BIN)/.installed
 	$(BIN)/python tests/bench/bench_export.py

@@ -62,7 +62,10 @@ def test_as_close_to_keras_cv_mixed_precision_as_keras_cv_is_to_itself(
     assert alone.std() > 20, "reference image is flat: the comparison would prove nothing"
     bound = image_distance(batched, alone)
     to_alone, to_batched = image_distance(ours, alone), image_distance(ours, batched)
-    distance = max(to_alone, to_batched, key=lambda d: d["psnr_db"])
+    distance = {  # the nearer of the two, by each measure
+        "psnr_db": max(to_alone["psnr_db"], to_batched["psnr_db"]),
+        "max_level": min(to_alone["max_level"], to_batched["max_level"]),
+    }
     print(f"KerasCV mixed_{precision}, batch of 2 vs 1: {bound}; ours vs KerasCV's batch of 1: {to_alone}, "
           f"vs its batch of 2: {to_batched}")  # fmt: skip
     assert distance["psnr_db"] >= bound["psnr_db"] and distance["max_level"] <= bound["max_level"], (distance, bound)
