@@ -105,4 +105,5 @@ def test_exported_signature_runs_the_same_loop(unet, inputs, ours):
             seed=tf.constant(SEEDS),
             sampler=tf.constant(name.upper()),
         )["latent"].numpy()
-        np.testing.assert_array_equal(latent, ours[f"{name}/20"][-1], err_msg=name)
+        # Equal as floats are across graphs (the served U-Net is a non-inlined function: other fusions), 1e-5.
+        np.testing.assert_allclose(latent, ours[f"{name}/20"][-1], rtol=1e-5, atol=1e-6, err_msg=name)
