@@ -28,6 +28,17 @@ def clients_of(server, config, vocab_path):
     }
 
 
+def _diffusion_inputs(context, unconditional):
+    """A with_sampler / serving_default request's inputs, sampler aside."""
+    return {
+        "context": context,
+        "unconditional_context": unconditional,
+        "num_steps": np.int32(STEPS),
+        "guidance_scale": np.float32(7.5),
+        "seed": np.asarray(SEEDS, np.int32),
+    }
+
+
 @pytest.fixture(scope="module")
 def clients(chain_server, standin_repository, clip_vocab_path):
     made = clients_of(chain_server, standin_repository / "models.config", clip_vocab_path)
@@ -68,13 +79,7 @@ def test_samplers_give_different_latents_and_ddim_is_the_old_signature(clients):
             if a < b:
                 assert not np.allclose(latents[a], latents[b]), (a, b)
     # with_sampler("DDIM") runs the same graph as serving_default: bit for bit.
-    inputs = {
-        "context": context,
-        "unconditional_context": unconditional,
-        "num_steps": np.int32(STEPS),
-        "guidance_scale": np.float32(7.5),
-        "seed": np.asarray(SEEDS, np.int32),
-    }
+    inputs = _diffusion_inputs(context, unconditional)
     old = client.transport.predict(contract.DIFFUSION_MODEL, contract.DEFAULT_SIGNATURE, dict(inputs))["latent"]
     inputs["sampler"] = np.array(b"ddim", object)
     new = client.transport.predict(contract.DIFFUSION_MODEL, contract.SAMPLER_SIGNATURE, inputs)["latent"]
@@ -97,14 +102,7 @@ def test_unknown_sampler_refused_before_sending_and_by_the_graph(clients):
     context, unconditional = _contexts()
     with pytest.raises(ValidationError, match="sampler 'LMS' is not one of"):
         client.diffuse(context, unconditional, num_steps=STEPS, seed=SEEDS, sampler="LMS")
-    inputs = {
-        "context": context,
-        "unconditional_context": unconditional,
-        "num_steps": np.int32(STEPS),
-        "guidance_scale": np.float32(7.5),
-        "seed": np.asarray(SEEDS, np.int32),
-        "sampler": np.array(b"LMS", object),
-    }
+    inputs = dict(_diffusion_inputs(context, unconditional), sampler=np.array(b"LMS", object))
     for name in ("rest", "grpc"):
         with pytest.raises(InvalidArgument, match="sampler must be one of .*LMS"):
             clients[name].transport.predict(contract.DIFFUSION_MODEL, contract.SAMPLER_SIGNATURE, dict(inputs))
