@@ -10,20 +10,14 @@ import logging
 import os
 import sys
 
+from sd_serving import weight_cache
+
 DEFAULT_GRPC_PORT = 8500  # tensorflow_model_server's defaults
 DEFAULT_REST_API_PORT = 0
 DEFAULT_REST_API_TIMEOUT_MS = 30000
 DEFAULT_HOST = "127.0.0.1"
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
-# Read by TensorFlow itself. 1 lets oneDNN keep each convolution's and matmul's weights in the layout it computes
-# with instead of reordering them on every call: safe for served weights, which never change. On this project's CPU
-# it makes the diffusion loop about twice as fast per step, but the cached copies multiply the memory (a 128² float32
-# version served with its warmed diffusion_model signatures was measured at 16 GB resident; README, CPU speed), so it
-# is the user's choice, not a default. TensorFlow aborts the process at the first convolution on any value but
-# 0, 1, false or true (any case), so the server refuses others up front.
-FROZEN_WEIGHTS_VARIABLE = "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS"
-_TENSORFLOW_BOOLEANS = ("0", "1", "false", "true")
 
 
 def parse_bool(text):
@@ -61,8 +55,8 @@ def build_parser():
         description="Serve the SavedModels of a TF Serving model config over TF Serving's REST and gRPC API "
         "(a local stand-in for tensorflow_model_server).",
         allow_abbrev=False,  # tensorflow_model_server takes whole flag names only
-        epilog=f"environment: {FROZEN_WEIGHTS_VARIABLE}=1 caches oneDNN's reordered weights: faster on a CPU, "
-        "several times the memory (README, CPU speed)",
+        epilog=f"environment: {weight_cache.VARIABLE}=1 caches oneDNN's reordered weights: faster on a CPU, "
+        "several times the memory; unset, it is on only for one half-precision version (README, CPU speed)",
     )
     parser.add_argument("--port", type=port_number, default=DEFAULT_GRPC_PORT, help="gRPC port (default 8500)")
     parser.add_argument(
@@ -104,30 +98,27 @@ def parse_flags(argv=None):
     return options
 
 
-def weight_caching(environ=os.environ):
-    """What TF_ONEDNN_ASSUME_FROZEN_WEIGHTS makes oneDNN do, for the start-up log; ValueError for a value TensorFlow
-    would abort on."""
-    value = environ.get(FROZEN_WEIGHTS_VARIABLE)
-    if value is None:
-        return f"{FROZEN_WEIGHTS_VARIABLE} unset: oneDNN reorders weights on every call (=1 caches them, see README)"
-    spelling = value.lower()
-    if spelling not in _TENSORFLOW_BOOLEANS:
-        raise ValueError(f"{FROZEN_WEIGHTS_VARIABLE}={value!r}: expected 0, 1, false or true")
-    behaviour = "caches weights" if spelling in ("1", "true") else "reorders weights on every call"
-    return f"{FROZEN_WEIGHTS_VARIABLE}={value}: oneDNN {behaviour}"
-
-
 def main(argv=None):
     options = parse_flags(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        caching = weight_caching()
+        weight_cache.check_setting(os.environ)
     except ValueError as error:
         print(f"sd-model-server: {error}", file=sys.stderr)
         return 2
+    from sd_serving.config import ConfigError, plan_models
+
+    try:
+        plans = plan_models(options.model_config_file)
+    except ConfigError as error:
+        print(f"sd-model-server: {error}", file=sys.stderr)
+        return 1
+    versions = [plan.version_path(version) for plan in plans for version in plan.versions]
+    value, caching = weight_cache.weight_caching(versions, os.environ)
+    if value is not None:
+        os.environ[weight_cache.VARIABLE] = value  # before TensorFlow is imported, so that every kernel reads it
     logging.getLogger("sd_serving").info("%s", caching)
     # Imported after the flags are checked: TensorFlow takes seconds to import.
-    from sd_serving.config import ConfigError
     from sd_serving.servable import LoadError
     from sd_serving.server import serve
 

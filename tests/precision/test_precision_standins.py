@@ -97,3 +97,22 @@ def test_the_cli_refuses_an_unknown_precision_in_one_line(tmp_path):
     )  # fmt: skip
     assert result.returncode == 2
     assert "argument --precision: invalid choice: 'float64' (choose from 'float32', 'bfloat16', 'float16')" in result.stderr
+
+
+def test_the_server_caches_weights_by_default_for_one_half_precision_version(repository, clip_vocab_path, tmp_path):
+    """oneDNN's weight cache is on by default only where it fits (sd_serving.weight_cache); here one bfloat16 version."""
+    entries = "".join(
+        f'config {{ name: "{model}" base_path: "{repository / model}" model_platform: "tensorflow" '
+        "model_version_policy { specific { versions: 2 } } }\n"
+        for model in contract.SPLIT_MODELS
+    )
+    config = tmp_path / "bfloat16.config"
+    config.write_text(f"model_config_list {{\n{entries}}}\n")
+    with running_server(config, environment={"TF_ONEDNN_ASSUME_FROZEN_WEIGHTS": None}) as server:
+        assert "unset: every served version is a half-precision export" in server.log()
+        assert "so oneDNN caches weights" in server.log()
+        with Client(f"grpc://{server.grpc_target}", vocab_path=clip_vocab_path) as client:
+            (result,) = client.generate("a cat", num_steps=2, seed=3)
+            with Client(repository / "models.config", vocab_path=clip_vocab_path) as in_process:
+                (expected,) = in_process.generate("a cat", num_steps=2, seed=3, label="bfloat16")
+    assert np.abs(result.array.astype(int) - expected.array.astype(int)).max() <= 1

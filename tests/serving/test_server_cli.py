@@ -2,7 +2,7 @@
 
 import pytest
 
-from sd_serving.cli import main, parse_flags, weight_caching
+from sd_serving.cli import main, parse_flags
 
 
 def test_defaults_are_tensorflow_model_servers():
@@ -60,21 +60,6 @@ def test_bad_flags_are_refused_by_name(capsys, arguments, message):
         parse_flags(arguments)
     assert exited.value.code == 2
     assert message in capsys.readouterr().err
-
-
-@pytest.mark.parametrize(
-    "value,described",
-    [
-        (None, "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS unset: oneDNN reorders weights on every call"),
-        ("1", "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1: oneDNN caches weights"),
-        ("True", "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=True: oneDNN caches weights"),
-        ("0", "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=0: oneDNN reorders weights on every call"),
-    ],
-)
-def test_weight_caching_is_the_users_choice_and_logged(value, described):
-    environ = {} if value is None else {"TF_ONEDNN_ASSUME_FROZEN_WEIGHTS": value}
-    assert weight_caching(environ).startswith(described)
-    assert environ == ({} if value is None else {"TF_ONEDNN_ASSUME_FROZEN_WEIGHTS": value})  # read, never set
 
 
 @pytest.mark.parametrize("value", ["yes", "", " 1"])
