@@ -50,7 +50,7 @@ help:
 	@echo "make serve              docker compose up: TF Serving on a GPU (REST 8501, gRPC 8500, on 127.0.0.1)"
 	@echo "make serve-cpu          the same with TF Serving's CPU image"
 	@echo "make serve-local        the local stand-in server (no Docker, no GPU) on the same ports"
-	@echo "                        on a CPU, TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1 make serve-local: faster, twice the memory"
+	@echo "                        on a CPU: weight cache on by default for one bfloat16 version (README, CPU speed)"
 	@echo "make generate PROMPT=.. the client against whichever server is up (URL=$(URL))"
 	@echo "make ui                 the web page and the AUTOMATIC1111 API on http://127.0.0.1:$(UI_PORT)/ (URL=, LABELS=)"
 	@echo "make demo               export (random weights if none can be had), serve locally, generate, stop"
