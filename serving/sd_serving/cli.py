@@ -19,7 +19,6 @@ DEFAULT_HOST = "127.0.0.1"
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
 
-
 def parse_bool(text):
     value = text.strip().lower()
     if value in _TRUE:
