@@ -122,8 +122,8 @@ def main(argv=None):
     from sd_serving.server import serve
 
     try:
-        serve(options)
-    except (ConfigError, LoadError, OSError) as error:
+        serve(options, plans)
+    except (LoadError, OSError) as error:
         print(f"sd-model-server: {error}", file=sys.stderr)
         return 1
     return 0

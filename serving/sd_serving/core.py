@@ -10,7 +10,6 @@ import logging
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2
 
 from sd_serving import warmup
-from sd_serving.config import plan_models
 from sd_serving.errors import invalid_argument, not_found
 from sd_serving.servable import LoadedVersion, LoadError
 
@@ -25,12 +24,12 @@ class ModelRegistry:
         self.labels = labels  # model -> {label: version}
 
     @classmethod
-    def load(cls, config_path, enable_warmup=True):
-        """Load (and warm up) every version the config selects; LoadError/ConfigError name what failed."""
+    def load(cls, plans, enable_warmup=True):
+        """Load (and warm up) every version of `plans` (config.plan_models); LoadError names what failed."""
         versions, labels = {}, {}
         registry = cls(versions, labels)
         try:
-            for plan in plan_models(config_path):
+            for plan in plans:
                 versions[plan.name] = {}
                 labels[plan.name] = dict(plan.labels)
                 for version in plan.versions:

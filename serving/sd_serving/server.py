@@ -21,13 +21,14 @@ class _Stop(SystemExit):
     SystemExit/KeyboardInterrupt from its handlers (anything else would be logged and swallowed) and stops on it."""
 
 
-def serve(options):
-    """Run until SIGINT/SIGTERM. `options`: the parsed command line (cli.parse_flags)."""
+def serve(options, plans):
+    """Run until SIGINT/SIGTERM. `options`: the parsed command line (cli.parse_flags); `plans`: its config's models
+    (config.plan_models), read once by the command line, which also picks the weight cache from them."""
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     registry = None
     grpc_server = rest_server = None
     try:
-        registry = ModelRegistry.load(options.model_config_file, enable_warmup=options.enable_model_warmup)
+        registry = ModelRegistry.load(plans, enable_warmup=options.enable_model_warmup)
         log.info("Loaded %s", ", ".join(f"{name} {sorted(registry.versions[name])}" for name in registry.model_names()))
         grpc_server = grpc_service.create_server(registry, options.host, options.port, REQUEST_THREADS)
         if options.rest_api_port:

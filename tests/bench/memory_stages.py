@@ -36,12 +36,13 @@ def trimmed(stage):
 def main(models_dir, version=1):
     report("start")
     from sd_serving.servable import LoadedVersion
+    from sd_serving.weight_cache import variables_bytes
 
     report("imports")
     loaded = {}
     for name in ("text_encoder", "diffusion_model", "decoder"):
         path = Path(models_dir) / name / str(version)
-        variables = sum(p.stat().st_size for p in (path / "variables").iterdir()) // 2**20
+        variables = variables_bytes(path) // 2**20
         loaded[name] = LoadedVersion(name, version, path)
         report(f"loaded {name} ({variables} MB variables)")
         trimmed(name)
