@@ -9,6 +9,7 @@ from sd_export.servable import Servable, input_signature
 class DecoderServable(Servable):
     def __init__(self, decoder, height, width, max_batch=contract.DEFAULT_MAX_BATCH):
         super().__init__(contract.DECODER, decoder)
+
         def images(latent):
             (latent,) = checks.after(
                 checks.batch_checks(max_batch, {"latent": latent}) + checks.finite_checks("latent", latent), latent
@@ -23,14 +24,7 @@ class DecoderServable(Servable):
         def png(latent):
             return {"images_bytes": encode_png(images(latent))}
 
-        self._serving_default = serving_default
-        self._png = png
-
-    def signatures(self):
-        return {
-            contract.DEFAULT_SIGNATURE: self._serving_default.get_concrete_function(),
-            contract.PNG_SIGNATURE: self._png.get_concrete_function(),
-        }
+        self.serve({contract.DEFAULT_SIGNATURE: serving_default, contract.PNG_SIGNATURE: png})
 
 
 def decode(decoder, latent):

@@ -74,15 +74,12 @@ class DiffusionModelServable(Servable):
             )
             return run(*guidance, latent, checks.after(sampler_check, index)[0], seed)
 
-        self._functions = {
+        self.serve({
             contract.DEFAULT_SIGNATURE: serving_default,
             contract.FROM_NOISE_SIGNATURE: from_noise,
             contract.SAMPLER_SIGNATURE: with_sampler,
             contract.SAMPLER_FROM_NOISE_SIGNATURE: with_sampler_from_noise,
-        }
-
-    def signatures(self):
-        return {name: function.get_concrete_function() for name, function in self._functions.items()}
+        })
 
 
 def shared_call(unet, latent_height, latent_width):

@@ -22,11 +22,7 @@ class TextEncoderServable(Servable):
             context, unconditional_context = encode(text_encoder, tokens, negative_tokens)
             return {"context": context, "unconditional_context": unconditional_context}
 
-        self._serving_default = serving_default
-
-    def signatures(self):
-        return {contract.DEFAULT_SIGNATURE: self._serving_default.get_concrete_function()}
-
+        self.serve({contract.DEFAULT_SIGNATURE: serving_default})
 
 
 def encode(text_encoder, tokens, negative_tokens):

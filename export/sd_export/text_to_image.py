@@ -56,7 +56,4 @@ class TextToImageServable(Servable):
             inputs = checked(prompt, negative_prompt, num_steps, guidance_scale, seed, sampler_check)
             return run(*inputs, checks.after(sampler_check, index)[0])
 
-        self._functions = {contract.DEFAULT_SIGNATURE: serving_default, contract.SAMPLER_SIGNATURE: with_sampler}
-
-    def signatures(self):
-        return {name: function.get_concrete_function() for name, function in self._functions.items()}
+        self.serve({contract.DEFAULT_SIGNATURE: serving_default, contract.SAMPLER_SIGNATURE: with_sampler})

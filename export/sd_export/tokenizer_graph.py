@@ -94,9 +94,13 @@ class ClipTokenizer(tf.Module):
         self._numeric_exceptions = _int_table(numeric_reference_exceptions())
         self.byte_ids = byte_ids()
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="prompt")])
     def __call__(self, prompt):
-        return self.tokenize(prompt)
+        """tokenize() as a tf.function over string [None], traced once and kept out of tf.Module's tracking: a tracked
+        tf.function would be saved with every SavedModel that holds the tokenizer, never run there."""
+        if "_traced" not in self.__dict__:
+            signature = [tf.TensorSpec([None], tf.string, name="prompt")]
+            object.__setattr__(self, "_traced", tf.function(self.tokenize, input_signature=signature))
+        return self._traced(prompt)
 
     def tokenize(self, prompts, input_name="prompt"):
         """string [B] -> int32 [B, 77]: start token, BPE ids cut to 75, end token, end-token padding.

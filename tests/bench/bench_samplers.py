@@ -65,14 +65,12 @@ def export_both(unet, size, ddim_dir, export_dir):
     rows = []
     for label, keep, folder in (("DDIM signatures only", ddim_only, ddim_dir), ("every signature", None, export_dir)):
         servable = DiffusionModelServable(unet, size, size)
-        if keep:
-            # The tf.functions are tracked attributes: drop them, not just the signatures, or they are saved anyway.
-            servable._functions = {name: f for name, f in servable._functions.items() if name in keep}
+        signatures = {name: f for name, f in servable.signatures().items() if keep is None or name in keep}
         started = time.perf_counter()
-        tf.saved_model.save(servable, str(folder), signatures=servable.signatures())
+        tf.saved_model.save(servable, str(folder), signatures=signatures)
         seconds = time.perf_counter() - started
         pb_bytes, variable_bytes, convolutions = graph_facts(folder)
-        signatures = ", ".join(servable.signatures())
+        signatures = ", ".join(signatures)
         rows.append([label, signatures, f"{variable_bytes / 1e6:.1f} MB", f"{pb_bytes / 1e6:.2f} MB", convolutions,
                      f"{seconds:.0f} s"])
     parameters = sum(v.numpy().nbytes for v in unet.variables)

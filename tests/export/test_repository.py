@@ -15,6 +15,7 @@ import tensorflow as tf
 from google.protobuf import text_format
 from sd_export import contract, repository
 from sd_export.export import export_repository
+from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.config import model_server_config_pb2
 from tf1 import Tf1Model
@@ -113,6 +114,37 @@ def test_warmup_records_parse_and_run(standin_repository, model):
             assert set(outputs) == set(spec["outputs"])
     finally:
         served.close()
+
+
+@pytest.mark.parametrize("model", (*SPLIT, "text_to_image"))
+def test_every_saved_function_is_one_the_signatures_or_the_saver_call(standin_repository, model):
+    """No second trace for TF2's object graph: TF Serving would load it and never run it (0.25 GB for the real
+    diffusion_model). A copy shows up as a function nothing in the main graph reaches."""
+    saved_model_pb = (standin_repository / model / "1" / "saved_model.pb").read_bytes()
+    saved_model = saved_model_pb2.SavedModel.FromString(saved_model_pb)
+    (meta_graph,) = saved_model.meta_graphs
+    functions = {function.signature.name: function for function in meta_graph.graph_def.library.function}
+    reached, to_visit = set(), list(called_functions(meta_graph.graph_def.node, functions))
+    while to_visit:
+        name = to_visit.pop()
+        if name not in reached:
+            reached.add(name)
+            to_visit.extend(called_functions(functions[name].node_def, functions))
+    # TensorFlow's own for the tokenizer's hash tables: what its TF2 loader creates and destroys them with.
+    table_resources = {name for name in functions if name.startswith(("__inference__creator", "__inference__destroyer"))}
+    assert len(functions) > len(contract.SIGNATURES[model])
+    assert sorted(set(functions) - reached - table_resources) == []
+
+
+def called_functions(nodes, functions):
+    """The library functions these nodes call: as their op, or through a function attribute (f, body, branches)."""
+    for node in nodes:
+        if node.op in functions:
+            yield node.op
+        for value in node.attr.values():
+            if value.HasField("func"):
+                yield value.func.name
+            yield from (function.name for function in value.list.func)
 
 
 def test_batching_params_only_where_every_input_is_batched(standin_repository):
