@@ -417,20 +417,12 @@ class Client:
             raise ValidationError(f"{count} images in one request, the limit is {self.max_images} (max_images)")
 
 
-
-
-
 def _with_sampler(inputs, sampler, ddim_signature, sampler_signature):
     """The signature to call: DDIM keeps the signatures every export has; the others add the `sampler` input."""
     if sampler == contract.DEFAULT_SAMPLER:
         return ddim_signature
     inputs["sampler"] = np.array(sampler.encode("ascii"), dtype=object)
     return sampler_signature
-
-
-
-
-
 
 
 def _float_tensor(name, value, rank):

@@ -155,7 +155,6 @@ def test_batching_params_only_where_every_input_is_batched(standin_repository):
             assert "max_batch_size { value: 8 }" in path.read_text()
 
 
-
 def test_failed_export_leaves_no_trace(tmp_path, small_components, monkeypatch):
     models_dir = tmp_path / "models"
     export_repository(small_components, models_dir, SIZE, SIZE, label="stock")
