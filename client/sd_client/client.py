@@ -186,7 +186,7 @@ class Client:
             "guidance_scale": np.float32(plan.guidance_scale),
             "seed": np.asarray(plan.seeds, np.int32),
         }
-        signature = _with_sampler(inputs, plan.sampler, contract.DEFAULT_SIGNATURE, contract.SAMPLER_SIGNATURE)
+        signature = self._seeded_signature(contract.TEXT_TO_IMAGE, inputs, plan.sampler, plan.version, plan.label)
         outputs = self.transport.predict(
             contract.TEXT_TO_IMAGE, signature, inputs, version=plan.version, label=plan.label
         )
@@ -256,6 +256,17 @@ class Client:
         tagged = png.with_text(data, png.PARAMETERS_KEY, png.parameters_text(**fields))
         return GenerationResult(png=tagged, **fields)
 
+    def _seeded_signature(self, model, inputs, sampler, version, label):
+        """with_sampler for every sampler, DDIM too (bit-equal to serving_default): with oneDNN's weight cache on,
+        each signature a server runs holds its own reordered copy of the U-Net's weights, and the exported warmup
+        warms this one. DDIM falls back to serving_default on an export older than with_sampler (one metadata call,
+        as samplers() makes)."""
+        if sampler == contract.DEFAULT_SAMPLER:
+            if contract.SAMPLER_SIGNATURE not in self.transport.signatures(model, version=version, label=label):
+                return contract.DEFAULT_SIGNATURE
+        inputs["sampler"] = np.array(sampler.encode("ascii"), dtype=object)
+        return contract.SAMPLER_SIGNATURE
+
     # --- the three steps, for custom chains -------------------------------------------------------------------------
 
     def encode_text(self, prompts, negative_prompts=None, *, version=None, label=None):
@@ -290,9 +301,10 @@ class Client:
     ):
         """The guided sampling loop: latent float32 [B, H/8, W/8, 4]. The start noise comes from a seed per image
         (seed: None, an int for seed + i, or a list) or from initial_latent (unit-variance noise; the `from_noise`
-        signatures). sampler: as in generate(); DDIM uses serving_default / from_noise, the others with_sampler /
-        with_sampler_from_noise, where with initial_latent the seeds (drawn at random when None) give Euler a's
-        per-step noise."""
+        signatures). sampler: as in generate(); every sampler goes to with_sampler, or with initial_latent to
+        with_sampler_from_noise, where the seeds (drawn at random when None) give Euler a's per-step noise; DDIM
+        from an initial_latent goes to from_noise, and from a seed to serving_default on an export without
+        with_sampler."""
         sampler = canonical_sampler(sampler)
         context = _float_tensor("context", context, 3)
         unconditional_context = _float_tensor("unconditional_context", unconditional_context, 3)
@@ -319,11 +331,10 @@ class Client:
                 raise ValidationError(f"initial_latent has {inputs['initial_latent'].shape[0]} rows, context {batch}")
             if sampler != contract.DEFAULT_SAMPLER:
                 inputs["seed"] = np.asarray(resolve_seeds(seed, batch), np.int32)
-            names = contract.FROM_NOISE_SIGNATURE, contract.SAMPLER_FROM_NOISE_SIGNATURE
+            signature = _from_noise_signature(inputs, sampler)
         else:
             inputs["seed"] = np.asarray(resolve_seeds(seed, batch), np.int32)
-            names = contract.DEFAULT_SIGNATURE, contract.SAMPLER_SIGNATURE
-        signature = _with_sampler(inputs, sampler, *names)
+            signature = self._seeded_signature(contract.DIFFUSION_MODEL, inputs, sampler, version, label)
         outputs = self.transport.predict(contract.DIFFUSION_MODEL, signature, inputs, version=version, label=label)
         return outputs["latent"]
 
@@ -417,12 +428,13 @@ class Client:
             raise ValidationError(f"{count} images in one request, the limit is {self.max_images} (max_images)")
 
 
-def _with_sampler(inputs, sampler, ddim_signature, sampler_signature):
-    """The signature to call: DDIM keeps the signatures every export has; the others add the `sampler` input."""
+def _from_noise_signature(inputs, sampler):
+    """DDIM from an initial latent keeps from_noise (with_sampler_from_noise would want seeds that DDIM never uses); the
+    others add the `sampler` input."""
     if sampler == contract.DEFAULT_SAMPLER:
-        return ddim_signature
+        return contract.FROM_NOISE_SIGNATURE
     inputs["sampler"] = np.array(sampler.encode("ascii"), dtype=object)
-    return sampler_signature
+    return contract.SAMPLER_FROM_NOISE_SIGNATURE
 
 
 def _float_tensor(name, value, rank):

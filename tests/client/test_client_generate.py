@@ -70,7 +70,7 @@ def test_one_int_seed_gives_seed_plus_i_and_reaches_the_diffusion_model(client, 
     assert [r.seed for r in results] == [2**31 - 4, 2**31 - 3, 2**31 - 2]
     diffusion = [c for c in fake_transport.predictions() if c[1] == contract.DIFFUSION_MODEL]
     (call,) = diffusion
-    assert call[2] == contract.DEFAULT_SIGNATURE
+    assert call[2] == contract.SAMPLER_SIGNATURE and call[3]["sampler"] == np.array(b"DDIM", object)
     assert call[3]["seed"].dtype == np.int32 and call[3]["seed"].tolist() == [r.seed for r in results]
 
 
@@ -88,7 +88,7 @@ def test_the_chain_calls_the_three_models_in_order_with_contract_inputs(client, 
     calls = fake_transport.predictions()
     assert [(c[1], c[2]) for c in calls] == [
         (contract.TEXT_ENCODER, contract.DEFAULT_SIGNATURE),
-        (contract.DIFFUSION_MODEL, contract.DEFAULT_SIGNATURE),
+        (contract.DIFFUSION_MODEL, contract.SAMPLER_SIGNATURE),
         (contract.DECODER, contract.PNG_SIGNATURE),
     ]
     assert all(c[4:] == (None, "tuned") for c in calls)  # the label goes to every model
@@ -97,7 +97,7 @@ def test_the_chain_calls_the_three_models_in_order_with_contract_inputs(client, 
     assert encoder_inputs["negative_tokens"][0].tolist() == list(UNCONDITIONAL_TOKENS)
     assert encoder_inputs["negative_tokens"][1].tolist() != list(UNCONDITIONAL_TOKENS)
     diffusion_inputs = calls[1][3]
-    assert set(diffusion_inputs) == set(contract.SIGNATURES[contract.DIFFUSION_MODEL]["serving_default"]["inputs"])
+    assert set(diffusion_inputs) == set(contract.SIGNATURES[contract.DIFFUSION_MODEL]["with_sampler"]["inputs"])
     assert diffusion_inputs["num_steps"].dtype == np.int32 and diffusion_inputs["num_steps"] == 20
     assert diffusion_inputs["guidance_scale"].dtype == np.float32 and diffusion_inputs["guidance_scale"] == 5.0
     # context rows follow the prompts: the fake encoder puts the first BPE id of each prompt into its context
@@ -130,8 +130,8 @@ def test_the_one_request_path_when_text_to_image_is_served(clip_vocab_path):
     results = client.generate(["a cat", "a dog"], negative_prompt=[None, "blurry"], seed=5, num_steps=10)
     (call,) = transport.predictions()
     model, signature, inputs = call[1:4]
-    assert (model, signature) == (contract.TEXT_TO_IMAGE, contract.DEFAULT_SIGNATURE)
-    assert set(inputs) == set(contract.SIGNATURES[contract.TEXT_TO_IMAGE]["serving_default"]["inputs"])
+    assert (model, signature) == (contract.TEXT_TO_IMAGE, contract.SAMPLER_SIGNATURE)
+    assert set(inputs) == set(contract.SIGNATURES[contract.TEXT_TO_IMAGE]["with_sampler"]["inputs"])
     assert inputs["prompt"].tolist() == [b"a cat", b"a dog"]
     assert inputs["negative_prompt"].tolist() == [b"", b"blurry"]  # "" = none, as the contract says
     assert inputs["seed"].tolist() == [5, 6] and inputs["num_steps"] == 10

@@ -43,18 +43,33 @@ def test_a_sampler_goes_to_with_sampler_in_its_canonical_form(client, fake_trans
     assert f"Steps: 20, Sampler: {canonical}, CFG scale" in png.read_text(result.png)
 
 
-def test_ddim_keeps_the_signature_every_export_has(client, fake_transport):
-    """Old exports have no with_sampler: DDIM (the default) must not need it."""
-    client.generate("a cat", sampler="ddim")
-    (_, _, signature, inputs, *_), = [c for c in fake_transport.predictions() if c[1] == contract.DIFFUSION_MODEL]
-    assert signature == contract.DEFAULT_SIGNATURE and "sampler" not in inputs
+class OldExport(FakeTransport):
+    """An export from before the with_sampler signatures."""
+
+    def signatures(self, model, *, version=None, label=None):
+        return {k: v for k, v in super().signatures(model).items() if not k.startswith("with_sampler")}
+
+
+@pytest.mark.parametrize("served", [contract.SPLIT_MODELS, [contract.TEXT_TO_IMAGE]])
+def test_ddim_goes_to_with_sampler_and_to_serving_default_on_an_old_export(clip_vocab_path, served):
+    """One signature for every seeded request: with the weight cache, each signature run holds its own copy."""
+    model = served[-1] if len(served) == 1 else contract.DIFFUSION_MODEL
+    for transport, signature in ((FakeTransport(served), contract.SAMPLER_SIGNATURE),
+                                 (OldExport(served), contract.DEFAULT_SIGNATURE)):  # fmt: skip
+        Client(transport=transport, vocab_path=clip_vocab_path).generate("a cat", sampler="ddim")
+        (_, _, sent, inputs, *_), = [c for c in transport.predictions() if c[1] == model]
+        assert sent == signature
+        assert inputs.get("sampler") == (np.array(b"DDIM", object) if signature == contract.SAMPLER_SIGNATURE else None)
+
+
+def test_ddim_from_an_initial_latent_keeps_from_noise(client, fake_transport):
+    """with_sampler_from_noise would want seeds, which DDIM never draws."""
+    client.diffuse(CONTEXT, CONTEXT, num_steps=5, initial_latent=np.zeros((1, 16, 16, 4)), sampler="DDIM")
+    (_, _, signature, inputs, *_), = fake_transport.predictions()
+    assert signature == contract.FROM_NOISE_SIGNATURE and "sampler" not in inputs and "seed" not in inputs
 
 
 def test_samplers_offered_by_an_old_export(clip_vocab_path):
-    class OldExport(FakeTransport):
-        def signatures(self, model, *, version=None, label=None):
-            return {k: v for k, v in super().signatures(model).items() if not k.startswith("with_sampler")}
-
     assert Client(transport=FakeTransport(), vocab_path=clip_vocab_path).samplers() == list(contract.SAMPLERS)
     assert Client(transport=OldExport(), vocab_path=clip_vocab_path).samplers() == ["DDIM"]
 
