@@ -11,8 +11,8 @@ Each contender-round runs in a fresh process (one heavy process at a time, under
 /tmp/sd-heavy.lock, taken per contender-round): build or load, one untimed warm-up generation, then the timed step
 counts; rounds interleave the contenders. Per step is the slope between the two step counts. Peak memory is the
 VmHWM of the process that holds the weights (the server for ours). The server runs without its warmup records here, so
-that its peak can be read twice: after the timed generations (DDIM: one diffusion_model signature warmed) and again
-after one generation with another sampler (a second signature, which may hold its own reordered weights).
+that its peak can be read twice: after the timed generations (DDIM) and again after one generation with another sampler
+(the client sends both to with_sampler, so a rise here would be a second cached copy of the weights).
 
     .venv/bin/python tests/bench/bench_precision.py [--size 128] [--steps 2 6] [--rounds 2] [--only NAME ...]
 """
