@@ -55,7 +55,7 @@ def main(models_dir):
             noise = np.random.default_rng(0).standard_normal((1, *latent_shape)).astype(np.float32)
             transport.predict(model, contract.FROM_NOISE_SIGNATURE, {**inputs, "initial_latent": noise})
             reading("+ a from_noise request")
-    print("\n| server (one bfloat16 version, defaults) | peak memory |\n|---|---|")
+    print("\n| sd-model-server | peak memory |\n|---|---|")
     for stage, gb in rows:
         print(f"| {stage} | {gb:.2f} GB |")
 
