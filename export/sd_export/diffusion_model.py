@@ -86,10 +86,10 @@ def shared_call(unet, latent_height, latent_width):
     """The U-Net as one graph function that every signature calls, and that TensorFlow must not inline.
 
     Stored once in the SavedModel's function library (about 11,000 nodes) instead of inlined into each of the four
-    signatures. At run time a TF1 session (TF Serving's) still instantiates it once per signature it
-    runs, each with its own kernels and, with oneDNN's weight cache (TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1), their own
-    reordered weights; so the client sends every seeded request to with_sampler and the warmup runs only that one
-    (warmup.py; README, CPU speed)."""
+    signatures. At run time a TF1 session (TF Serving's) still instantiates it once per signature it runs, each with
+    its own kernels and, with oneDNN's weight cache (TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1), their own reordered weights;
+    so the client sends every seeded request to with_sampler and the warmup runs only that one (warmup.py; README, CPU
+    speed)."""
     specs = [
         tf.TensorSpec([None, latent_height, latent_width, contract.LATENT_CHANNELS], tf.float32),
         tf.TensorSpec([None, contract.TIMESTEP_EMBEDDING_DIM], tf.float32),

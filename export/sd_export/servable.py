@@ -23,8 +23,8 @@ class Servable(tf.Module):
 
         A tracked tf.function is saved for TF2's object graph as well, and that second trace repeats every function it
         calls: twice the graph in saved_model.pb, and the model server loads both copies while only the signatures' is
-        ever run (0.25 GB for diffusion_model; tests/export/test_repository.py counts the functions). A plain dict,
-        stored past tf.Module's __setattr__, is not tracked."""
+        ever run (about 0.2 GB of a 128² server's peak; tests/export/test_repository.py walks the functions). A plain
+        dict, stored past tf.Module's __setattr__, is not tracked."""
         object.__setattr__(self, "_signature_functions", dict(functions))
 
     def signatures(self):
