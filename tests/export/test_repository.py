@@ -134,7 +134,8 @@ def test_every_saved_function_is_one_the_signatures_or_the_saver_call(standin_re
             reached.add(name)
             to_visit.extend(called_functions(functions[name].node_def, functions))
     # TensorFlow's own for the tokenizer's hash tables: what its TF2 loader creates and destroys them with.
-    table_resources = {name for name in functions if name.startswith(("__inference__creator", "__inference__destroy"))}
+    table_functions = ("__inference__creator", "__inference__destroyer")
+    table_resources = {name for name in functions if name.startswith(table_functions)}
     assert len(functions) > len(contract.SIGNATURES[model])
     assert sorted(set(functions) - reached - table_resources) == []
 
