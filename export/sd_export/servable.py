@@ -28,8 +28,16 @@ class Servable(tf.Module):
         object.__setattr__(self, "_signature_functions", dict(functions))
 
     def signatures(self):
-        """{signature name: concrete function} for tf.saved_model.save."""
-        return {name: function.get_concrete_function() for name, function in self._signature_functions.items()}
+        """{signature name: concrete function} for tf.saved_model.save, traced under the stored precision's policy.
+
+        KerasCV's CrossAttention makes a Keras layer on every call (td_dot's Dot), and a layer computes in the dtype of
+        the policy that is global when it is made. Traced under float32's, a half-precision U-Net would compute its
+        attention scores and softmax in float32: 1 GB a layer at 512² where bfloat16 needs 0.5, and not the arithmetic
+        of KerasCV under mixed_bfloat16, whose Dot layers compute in bfloat16."""
+        from sd_export.weights import dtype_policy, precision_of_variables
+
+        with dtype_policy(precision_of_variables(self.weights)):
+            return {name: function.get_concrete_function() for name, function in self._signature_functions.items()}
 
 
 def input_signature(model, signature, height=None, width=None):

@@ -163,12 +163,18 @@ NORMALIZATION_LAYER_PATHS = r"(.*/)?(group|layer)_normalization(_\d+)?"
 
 
 def precision_of(components):
-    """The dtype that holds most of the components' parameter bytes (normalization layers keep float32)."""
+    """The dtype that holds most of the components' parameters (normalization layers keep float32)."""
+    models = (components.text_encoder, components.diffusion_model, components.decoder)
+    return precision_of_variables([variable for model in models for variable in model.variables])
+
+
+def precision_of_variables(variables):
+    """The dtype that holds most of these variables' parameters; float32 when there are none."""
     counts = {}
-    for model in (components.text_encoder, components.diffusion_model, components.decoder):
-        for variable in model.variables:
-            counts[str(variable.dtype)] = counts.get(str(variable.dtype), 0) + math.prod(variable.shape)
-    return max(counts, key=counts.get)
+    for variable in variables:
+        dtype = getattr(variable.dtype, "name", str(variable.dtype))
+        counts[dtype] = counts.get(dtype, 0) + math.prod(variable.shape)
+    return max(counts, key=counts.get) if counts else contract.DEFAULT_PRECISION
 
 
 def load_part(checkpoint, part, model):

@@ -38,6 +38,10 @@ def test_variables_are_stored_in_half(half_repository, precision, keras_cv_compo
     assert sizes[tf.float32] <= FLOAT32_SHARE_LIMIT * sizes[half], sizes
 
 
+# Ops that must compute in the half dtype: the convolutions, the dense layers and the attention.
+HALF_OPS = ("Conv2D", "MatMul", "BatchMatMulV2", "BatchMatMulV3", "Softmax")
+
+
 def test_graph_computes_in_half_behind_a_float32_contract(half_served, precision):
     for model, served in half_served.items():
         meta_graph = served.meta_graph
@@ -47,7 +51,8 @@ def test_graph_computes_in_half_behind_a_float32_contract(half_served, precision
                 dtypes = {key: tf.dtypes.as_dtype(info.dtype).name for key, info in getattr(signature, side).items()}
                 assert dtypes == {key: dtype for key, (dtype, _) in spec[side].items()}, f"{model}/{name} {side}"
         library = meta_graph.graph_def.library.function
-        heavy = [node.attr["T"].type for f in library for node in f.node_def if node.op in ("Conv2D", "MatMul")]
+        # the U-Net's attention too (BatchMatMul, Softmax): KerasCV makes its Dot layers when the graph is traced
+        heavy = [node.attr["T"].type for f in library for node in f.node_def if node.op in HALF_OPS]
         assert heavy and set(heavy) == {tf.dtypes.as_dtype(precision).as_datatype_enum}, model
 
 
