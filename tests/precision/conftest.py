@@ -33,7 +33,8 @@ def sd_export(weight_files, models_dir, clip_vocab, *flags):
     return models_dir
 
 
-# This CPU (AMX-BF16, AVX512-FP16) runs both; tests are grouped by precision, so one half export is alive at a time.
+# Any x86-64 CPU runs both (faster with AMX-BF16 or AVX512-BF16, AVX512-FP16); tests are grouped by precision, so
+# one half export is alive at a time.
 HALF_PRECISIONS = ("bfloat16", "float16")
 
 

@@ -1,6 +1,7 @@
 """bfloat16 and float16 exports: half the stored bytes, computing in half behind the float32 contract, as close to
 KerasCV's own images under the matching mixed policy as KerasCV is to itself across batch sizes, and runnable by the
-model server. This CPU runs float16 (AVX512-FP16), so float16 is held to the same bounds as bfloat16.
+model server. CPUs run float16 (natively with AVX512-FP16, else through float32), so float16 is held to the same
+bounds as bfloat16.
 
 Random weights on the real architectures: they prove the casts, the dtypes and the graph; they say little about how
 far a trained model's images move in half precision (README, Precision).
