@@ -22,13 +22,13 @@ class AttentionServable(Servable):
 
         @tf.function(input_signature=[tf.TensorSpec((1, TOKENS, WIDTH), tf.float32)])
         def serving_default(x):
-            # a fresh call, as the U-Net's in the sampling loop: KerasCV makes new Dot layers here
-            return {"y": tf.cast(CrossAttention.call(model.layers[-1], tf.cast(x, model.compute_dtype)), tf.float32)}
+            # called as the U-Net is in the sampling loop: KerasCV makes new Dot layers here
+            return {"y": tf.cast(model(x), tf.float32)}
 
         self.serve({"serving_default": serving_default})
 
 
-def matmul_dtypes(concrete_function):
+def attention_dtypes(concrete_function):
     graph = concrete_function.graph
     return {op.get_attr("T").name for op in graph.get_operations() if op.type in ("BatchMatMulV2", "Softmax")}
 
@@ -37,5 +37,5 @@ def matmul_dtypes(concrete_function):
 def test_the_attention_computes_in_the_stored_precision_when_traced(precision):
     assert keras.config.dtype_policy().name == "float32"  # what is global when an exporter traces
     signature = AttentionServable(precision).signatures()["serving_default"]
-    assert matmul_dtypes(signature) == {precision}
+    assert attention_dtypes(signature) == {precision}
     assert keras.config.dtype_policy().name == "float32"  # and is global again afterwards
