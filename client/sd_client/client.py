@@ -260,11 +260,12 @@ class Client:
         """with_sampler for every sampler, DDIM too (bit-equal to serving_default): with oneDNN's weight cache on,
         each signature a server runs holds its own reordered copy of the U-Net's weights, and the exported warmup
         warms this one. DDIM falls back to serving_default on an export older than with_sampler (one metadata call,
-        as samplers() makes)."""
+        as samplers() makes; asked per request, not cached, so a version rolled back on the server is followed as
+        _route follows it)."""
         if sampler == contract.DEFAULT_SAMPLER:
             if contract.SAMPLER_SIGNATURE not in self.transport.signatures(model, version=version, label=label):
                 return contract.DEFAULT_SIGNATURE
-        inputs["sampler"] = np.array(sampler.encode("ascii"), dtype=object)
+        _add_sampler_input(inputs, sampler)
         return contract.SAMPLER_SIGNATURE
 
     # --- the three steps, for custom chains -------------------------------------------------------------------------
@@ -433,8 +434,14 @@ def _from_noise_signature(inputs, sampler):
     others add the `sampler` input."""
     if sampler == contract.DEFAULT_SAMPLER:
         return contract.FROM_NOISE_SIGNATURE
-    inputs["sampler"] = np.array(sampler.encode("ascii"), dtype=object)
+    _add_sampler_input(inputs, sampler)
     return contract.SAMPLER_FROM_NOISE_SIGNATURE
+
+
+def _add_sampler_input(inputs, sampler):
+    """The with_sampler signatures' `sampler` input: one scalar string, the sampler's name as contract.SAMPLERS spells
+    it."""
+    inputs["sampler"] = np.array(sampler.encode("ascii"), dtype=object)
 
 
 def _float_tensor(name, value, rank):
