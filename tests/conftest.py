@@ -8,6 +8,7 @@ weights from the outside oracle's checkpoint at 128x128, exported by the sd-expo
 from pathlib import Path
 
 import pytest
+from disk_space import require_free_space
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STANDIN_SIZE = 128
@@ -79,6 +80,7 @@ def sd14_checkpoint(tmp_path_factory):
     import sys
 
     folder = tmp_path_factory.mktemp("sd14")
+    require_free_space(folder, 9, "SD 1.4's checkpoint as an LDM file and a diffusers folder")
     script = PROJECT_ROOT / "tests" / "checkpoints" / "torch_oracle.py"
     result = subprocess.run([sys.executable, str(script), "build", str(folder)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -124,6 +126,7 @@ def keras_cv_weight_files(keras_cv_components, tmp_path_factory):
     from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
 
     folder = tmp_path_factory.mktemp("weights")
+    require_free_space(folder, 4, "KerasCV's weight files")
     files = {
         "diffusion_model": folder / "ckpt_epochs_72_res_128_mp_True.h5",
         "text_encoder": folder / "text_encoder.h5",
@@ -144,6 +147,7 @@ def keras_cv_repository(sd14_checkpoint, keras_cv_weight_files, tmp_path_factory
     import sys
 
     models_dir = tmp_path_factory.mktemp("keras_cv") / "models"
+    require_free_space(models_dir.parent, 8, "The float32 export of the real architectures")
     command = [
         sys.executable, "-m", "sd_export.cli",
         "--ckpt", str(sd14_checkpoint["ldm"]),

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from chains import GUIDANCE, PROMPT, SEED, SIZE, STEPS
+from disk_space import require_free_space
 from tf1 import served_version
 
 HERE = Path(__file__).resolve().parent
@@ -47,6 +48,7 @@ def precision(request):
 def half_repository(precision, keras_cv_weight_files, tmp_path_factory, clip_vocab_path):
     """models/ written by `sd-export --precision <precision>` from the float32 fixtures' .h5 files."""
     models_dir = tmp_path_factory.mktemp(precision) / "models"
+    require_free_space(models_dir.parent, 4, f"The {precision} export of the real architectures")
     return sd_export(keras_cv_weight_files, models_dir, clip_vocab_path, "--precision", precision)
 
 
