@@ -14,24 +14,11 @@ import dataclasses
 import numpy as np
 
 from . import contract, png
-from .errors import (
-    DeadlineExceeded,
-    InvalidArgument,
-    NotFound,
-    ServingError,
-    Unavailable,
-    ValidationError,
-)
+from .errors import DeadlineExceeded, InvalidArgument, NotFound, ServingError, Unavailable, ValidationError
 from .inputs import (
-    canonical_sampler,
-    check_guidance,
-    check_int,
-    check_version,
-    max_steps,
-    negative_prompt_list,
-    prompt_list,
+    canonical_sampler, check_guidance, check_int, check_version, max_steps, negative_prompt_list, prompt_list,
     resolve_seeds,
-)
+)  # fmt: skip
 from .results import GenerationResult
 from .tokenizer import ClipTokenizer
 from .transports import open_transport
@@ -259,9 +246,8 @@ class Client:
     def _seeded_signature(self, model, inputs, sampler, version, label):
         """with_sampler for every sampler, DDIM too (bit-equal to serving_default): with oneDNN's weight cache on,
         each signature a server runs holds its own reordered copy of the U-Net's weights, and the exported warmup
-        warms this one. DDIM falls back to serving_default on an export older than with_sampler (one metadata call,
-        as samplers() makes; asked per request, not cached, so a version rolled back on the server is followed as
-        _route follows it)."""
+        warms this one. DDIM falls back to serving_default on an export older than with_sampler: one metadata call,
+        asked per request (not cached) so that a rollback on the server is followed, as _route follows it."""
         if sampler == contract.DEFAULT_SAMPLER:
             if contract.SAMPLER_SIGNATURE not in self.transport.signatures(model, version=version, label=label):
                 return contract.DEFAULT_SIGNATURE
@@ -370,7 +356,6 @@ class Client:
                 report[model] = e
         return report
 
-
     def provenance(self, model=contract.DIFFUSION_MODEL, *, version=None, label=None):
         """How the served version was made: {key: str} for contract.PROVENANCE_KEYS (precision, source_format,
         source_sha256; "" where unknown), or {} for a version exported without a `provenance` signature."""
@@ -439,8 +424,7 @@ def _from_noise_signature(inputs, sampler):
 
 
 def _add_sampler_input(inputs, sampler):
-    """The with_sampler signatures' `sampler` input: one scalar string, the sampler's name as contract.SAMPLERS spells
-    it."""
+    """The with_sampler signatures' `sampler` input: a scalar string, the name as contract.SAMPLERS spells it."""
     inputs["sampler"] = np.array(sampler.encode("ascii"), dtype=object)
 
 
