@@ -46,6 +46,16 @@ def test_generate_shows_each_image_as_the_clients_png(page, direct):
         assert f"Seed: {seed}," in read_text(served) and "Negative prompt: blurry" in read_text(served)
 
 
+def test_a_run_leaves_only_gradios_cached_copies_of_its_images(page, ui):
+    """A page left running must not fill the disk: a run's own PNG files are removed when it ends, and what the page
+    serves afterwards is Gradio's cached copy (its delete_cache clears those)."""
+    gallery, _ = _generate(page, prompt="a fox in the snow", seed=1234, count=2)
+    assert len(gallery) == 2
+    assert list(ui.temp_dir.glob("sd-client-ui-*")) == []
+    cached = {path.read_bytes() for path in (ui.temp_dir / "gradio").rglob("*seed-123[45]-*.png")}
+    assert cached == {Path(item["image"]).read_bytes() for item in gallery}
+
+
 def test_a_random_seed_is_drawn_and_shown(page):
     gallery, _ = _generate(page, seed=-1, count=2)
     seeds = [int(re.search(r"seed (\d+)$", item["caption"]).group(1)) for item in gallery]

@@ -5,7 +5,9 @@ serves the client's PNG files as they are (with their `parameters` chunk): its d
 """
 
 import contextlib
+import tempfile
 import time
+from pathlib import Path
 
 import gradio as gr
 
@@ -17,13 +19,16 @@ from ..contract import DEFAULT_SAMPLER
 from .models import find_choice
 
 RANDOM_SEED = -1  # as in the SD UIs
+# Gradio copies every image shown into its cache; a page left running for weeks must not fill the disk with them. An
+# image stays downloadable for a day after it was made.
+CACHE_CLEANUP = (3600, 86400)  # Gradio's delete_cache: every hour, the files older than a day (seconds)
 
 
 def build_page(studio):
     """The Blocks app over a Studio (the client, its served choices, one generation at a time)."""
     titles = [c.title for c in studio.choices()]
     samplers = studio.samplers(titles[0])
-    with gr.Blocks(title="Stable Diffusion on TF Serving", analytics_enabled=False) as page:
+    with gr.Blocks(title="Stable Diffusion on TF Serving", analytics_enabled=False, delete_cache=CACHE_CLEANUP) as page:
         gr.Markdown("## Stable Diffusion v1.4 on TensorFlow Serving")
         with gr.Tab("Generate"), gr.Row():
             with gr.Column():
@@ -102,8 +107,11 @@ def _settings(studio, prefix):
 
 
 def _run(studio, titles, prompt, negative, sampler, steps, guidance, seed, count, progress):
-    """Yield (gallery, status) after each image; the gallery holds one row per seed, one column per model."""
-    with _errors_as_messages():
+    """Yield (gallery, status) after each image; the gallery holds one row per seed, one column per model.
+
+    The PNG files live in a folder of this run: Gradio copies each yielded gallery into its cache before it asks for
+    the next one, so the folder is removed when the run ends (or is cancelled), and nothing piles up."""
+    with _errors_as_messages(), tempfile.TemporaryDirectory(prefix="sd-client-ui-") as folder:
         choices = [find_choice(studio.choices(), title) for title in titles]
         # An emptied field means the default: a random seed, one image.
         seeds = resolve_seeds(None if seed in (None, RANDOM_SEED) else int(seed), 1 if count is None else int(count))
@@ -115,7 +123,9 @@ def _run(studio, titles, prompt, negative, sampler, steps, guidance, seed, count
                 done = len(gallery)
                 progress(done / total, desc=f"image {done + 1} of {total}, {time.monotonic() - started:.0f} s")
                 result = studio.generate_one(prompt, negative or None, steps, guidance, image_seed, choice, sampler)
-                gallery.append((studio.save(result), f"{choice.title} · seed {result.seed}"))
+                path = Path(folder) / f"{result.model_version}-seed-{result.seed}-{done}.png"
+                result.save(path)  # the client's PNG, byte for byte: the download button gives this file
+                gallery.append((str(path), f"{choice.title} · seed {result.seed}"))
                 yield gallery, f"{len(gallery)} of {total} images, {time.monotonic() - started:.1f} s"
 
 

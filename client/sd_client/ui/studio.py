@@ -1,7 +1,5 @@
-"""What the page and the API share: the client, the served choices, one generation at a time, the PNG files shown."""
+"""What the page and the API share: the client, the served choices, one generation at a time."""
 
-import pathlib
-import tempfile
 import threading
 
 from .models import canonical_sampler, find_choice, served_choices
@@ -15,7 +13,6 @@ class Studio:
         # One generation at a time, page and API alike (as A1111 queues its jobs): the server's memory and cores are
         # sized for one request, and the client object is not shared across threads.
         self._lock = threading.Lock()
-        self._files = tempfile.TemporaryDirectory(prefix="sd-client-ui-")  # removed when the process ends
 
     def choices(self):
         with self._lock:
@@ -49,9 +46,3 @@ class Studio:
     def generate_one(self, prompt, negative_prompt, steps, guidance, seed, choice, sampler):
         (result,) = self.generate(prompt, negative_prompt, 1, steps, guidance, seed, choice, sampler)
         return result
-
-    def save(self, result):
-        """The PNG, byte for byte, in a file the page can serve."""
-        path = pathlib.Path(self._files.name) / f"{result.model_version}-seed-{result.seed}-{id(result):x}.png"
-        result.save(path)
-        return str(path)
