@@ -6,14 +6,14 @@ session; the graph is finalized after loading so nothing can add ops to it later
 """
 
 import logging
+from pathlib import Path
 
 import grpc
 import numpy as np
 import tensorflow as tf
-
-# TF Text's ops (RegexSplitWithOffsets, ...) are linked into tensorflow_model_server; importing the package registers
-# them here so text_to_image loads.
-import tensorflow_text  # noqa: F401
+from google.protobuf.message import DecodeError
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.python.framework import op_def_registry
 
 from sd_serving import validation
 from sd_serving.errors import ServingError, from_tf_error, invalid_argument
@@ -35,6 +35,7 @@ class LoadedVersion:
         self.name = name
         self.version = version
         self.path = path
+        register_tf_text_ops_if_used(path)
         self.graph = tf.Graph()
         self.session = tf.compat.v1.Session(graph=self.graph)
         try:
@@ -88,6 +89,20 @@ class LoadedVersion:
 
     def close(self):
         self.session.close()
+
+
+def register_tf_text_ops_if_used(path):
+    """Register TF Text's ops (RegexSplitWithOffsets, ...: text_to_image's tokenizer) when the SavedModel at `path`
+    uses an op TensorFlow itself does not register. tensorflow_model_server has them linked in; here they come with
+    `import tensorflow_text`, which costs about 120 MB of resident memory, so a server of the split models skips it."""
+    saved_model = saved_model_pb2.SavedModel()
+    try:
+        saved_model.ParseFromString(Path(path, "saved_model.pb").read_bytes())
+    except (OSError, DecodeError):
+        return  # the loader reports an unreadable SavedModel with its own message
+    used = {op.name for meta_graph in saved_model.meta_graphs for op in meta_graph.meta_info_def.stripped_op_list.op}
+    if any(op_def_registry.get(name) is None for name in used):
+        import tensorflow_text  # noqa: F401
 
 
 def _output_aliases(signature, output_filter):
