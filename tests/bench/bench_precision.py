@@ -12,7 +12,9 @@ Each contender-round runs in a fresh process (one heavy process at a time, under
 counts; rounds interleave the contenders. Per step is the slope between the two step counts. Peak memory is the
 VmHWM of the process that holds the weights (the server for ours). The server runs without its warmup records here, so
 that its peak can be read twice: after the timed generations (DDIM) and again after one generation with another sampler
-(the client sends both to with_sampler, so a rise here would be a second cached copy of the weights).
+(the client sends both to with_sampler, so a rise here would be a second cached copy of the weights). After the
+rounds, both exports are loaded and run once more by TF Serving's own loader without Python
+(tf_serving_loader_memory.py), weight cache off, for the peak the model server itself would reach.
 
     .venv/bin/python tests/bench/bench_precision.py [--size 128] [--steps 2 6] [--rounds 2] [--only NAME ...]
 """
@@ -186,7 +188,24 @@ def main():
                 samples[name].append(seconds)
                 peaks[name] = [max(pair) for pair in zip(peaks.get(name, peak), peak)]
                 print(f"round {round_number + 1}: {name}: {seconds} ({gigabytes(peak)})", flush=True)
+        loader_peaks = tf_serving_loader_peaks(args)
     report(args, samples, peaks)
+    print("\nTF Serving's own loader (C API, no Python; tf_serving_loader_memory.py), weight cache off, peak: "
+          + ", ".join(f"{precision} {peak / GB:.2f} GB" for precision, peak in loader_peaks.items())
+          + f" (bfloat16 {loader_peaks['bfloat16'] / loader_peaks['float32']:.3f}x float32's)")
+
+
+def tf_serving_loader_peaks(args):
+    """{precision: peak bytes} of our exports loaded and run (DDIM, then DPM++ 2M Karras) by TF Serving's loader."""
+    from tf_serving_loader_memory import measure_in_fresh_process
+
+    environment = dict(os.environ, **{CACHE: "0"})
+    peaks = {}
+    for precision, models_dir in args.models.items():
+        with heavy_lock():
+            stages = measure_in_fresh_process(models_dir, min(args.steps), environment)
+        peaks[precision] = stages[-1][2] * 2**20
+    return peaks
 
 
 def gigabytes(peaks):
