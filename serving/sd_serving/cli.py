@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 
-from sd_serving import weight_cache
+from sd_serving import cpu_support, weight_cache
 
 DEFAULT_GRPC_PORT = 8500  # tensorflow_model_server's defaults
 DEFAULT_REST_API_PORT = 0
@@ -117,6 +117,9 @@ def main(argv=None):
     if value is not None:
         os.environ[weight_cache.VARIABLE] = value  # before TensorFlow is imported, so that every kernel reads it
     logging.getLogger("sd_serving").info("%s", caching)
+    emulated = cpu_support.emulated_bfloat16_warning(versions)
+    if emulated:
+        logging.getLogger("sd_serving").warning("%s", emulated)
     # Imported after the flags are checked: TensorFlow takes seconds to import.
     from sd_serving.servable import LoadError
     from sd_serving.server import serve
