@@ -6,14 +6,12 @@ session; the graph is finalized after loading so nothing can add ops to it later
 """
 
 import logging
-from pathlib import Path
 
 import grpc
 import numpy as np
 import tensorflow as tf
-from google.protobuf.message import DecodeError
-from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow.python.framework import op_def_registry
+from tensorflow.python.saved_model import loader_impl
 
 from sd_serving import validation
 from sd_serving.errors import ServingError, from_tf_error, invalid_argument
@@ -35,12 +33,14 @@ class LoadedVersion:
         self.name = name
         self.version = version
         self.path = path
-        register_tf_text_ops_if_used(path)
+        # tf.compat.v1.saved_model.loader.load in two steps: the op list is read before the graph is imported.
+        loader = loader_impl.SavedModelLoader(str(path))
+        register_tf_text_ops_if_used(loader.get_meta_graph_def_from_tags([SERVE_TAG]))
         self.graph = tf.Graph()
         self.session = tf.compat.v1.Session(graph=self.graph)
         try:
             with self.graph.as_default():
-                self.meta_graph = tf.compat.v1.saved_model.loader.load(self.session, [SERVE_TAG], str(path))
+                self.meta_graph = loader.load(self.session, [SERVE_TAG])
         except Exception:
             self.session.close()
             raise
@@ -91,16 +91,11 @@ class LoadedVersion:
         self.session.close()
 
 
-def register_tf_text_ops_if_used(path):
-    """Register TF Text's ops (RegexSplitWithOffsets, ...: text_to_image's tokenizer) when the SavedModel at `path`
-    uses an op TensorFlow itself does not register. tensorflow_model_server has them linked in; here they come with
+def register_tf_text_ops_if_used(meta_graph):
+    """Register TF Text's ops (RegexSplitWithOffsets, ...: text_to_image's tokenizer) when the MetaGraphDef uses an op
+    TensorFlow itself does not register. tensorflow_model_server has them linked in; here they come with
     `import tensorflow_text`, which costs about 120 MB of resident memory, so a server of the split models skips it."""
-    saved_model = saved_model_pb2.SavedModel()
-    try:
-        saved_model.ParseFromString(Path(path, "saved_model.pb").read_bytes())
-    except (OSError, DecodeError):
-        return  # the loader reports an unreadable SavedModel with its own message
-    used = {op.name for meta_graph in saved_model.meta_graphs for op in meta_graph.meta_info_def.stripped_op_list.op}
+    used = {op.name for op in meta_graph.meta_info_def.stripped_op_list.op}
     if any(op_def_registry.get(name) is None for name in used):
         import tensorflow_text  # noqa: F401
 
