@@ -39,11 +39,23 @@ def import_tensorflow():
             "running the models in this process needs TensorFlow, which is not installed: pass the URL of a model "
             'server (--url http://HOST:8501 or grpc://HOST:8500) or pip install "./client[local]"'
         ) from e
-    try:
-        import tensorflow_text  # noqa: F401  registers the ops of text_to_image's tokenizer, as the model server has
-    except ImportError:
-        pass
     return tf
+
+
+def _register_tf_text_ops_if_used(meta_graph, model):
+    """TF Text's ops (text_to_image's tokenizer) are linked into the model server; here they come with
+    `import tensorflow_text`, about 120 MB of resident memory, so it is imported only for a model that uses one."""
+    from tensorflow.python.framework import op_def_registry
+
+    used = {op.name for op in meta_graph.meta_info_def.stripped_op_list.op}
+    if all(op_def_registry.get(name) is not None for name in used):
+        return
+    try:
+        import tensorflow_text  # noqa: F401
+    except ImportError as e:
+        raise errors.MissingTensorFlow(
+            f"{model} uses TF Text's ops, which need tensorflow-text: pip install \"./client[local]\""
+        ) from e
 
 
 class LocalTransport:
@@ -197,12 +209,20 @@ class _LoadedModel:
     def __init__(self, tf, path, model):
         self._tf = tf
         self.model = model
+        from tensorflow.python.saved_model import loader_impl  # what tf.compat.v1's loader.load runs, in two steps
+
+        try:
+            loader = loader_impl.SavedModelLoader(str(path))
+            meta_graph_def = loader.get_meta_graph_def_from_tags(["serve"])
+        except Exception as e:  # a broken or foreign folder: say which
+            raise errors.FailedPrecondition(f"cannot load the SavedModel {path}: {e}", model=model) from e
+        _register_tf_text_ops_if_used(meta_graph_def, model)
         self.graph = tf.Graph()
         self.session = tf.compat.v1.Session(graph=self.graph)
         try:
             with self.graph.as_default():
-                meta_graph = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], str(path))
-        except Exception as e:  # a broken or foreign folder: say which
+                meta_graph = loader.load(self.session, ["serve"])
+        except Exception as e:
             self.session.close()
             raise errors.FailedPrecondition(f"cannot load the SavedModel {path}: {e}", model=model) from e
         self.signature_defs = dict(meta_graph.signature_def)
