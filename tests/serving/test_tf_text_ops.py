@@ -47,3 +47,26 @@ def test_a_model_without_tf_text_ops_loads_without_tensorflow_text(loader, stand
 def test_a_model_with_tf_text_ops_gets_them_registered_and_runs(loader, extra_models):
     report = load_in_fresh_process(loader, "strings", extra_models["strings"] / "1", "words", {"text": ["a b  c", "d"]})
     assert report == {"tensorflow_text imported": True, "outputs": {"word_count": [3, 1]}}
+
+
+WITHOUT_TF_TEXT = """
+import sys
+sys.modules["tensorflow_text"] = None  # import tensorflow_text now raises ImportError, as when it is not installed
+from sd_client import errors
+from sd_client.transports.local import _LoadedModel, import_tensorflow
+try:
+    _LoadedModel(import_tensorflow(), sys.argv[1], "strings")
+except errors.MissingTensorFlow as e:
+    print(type(e).__name__, e)
+"""
+
+
+def test_the_client_without_tensorflow_text_names_the_package(extra_models):
+    """TensorFlow installed without the client's [local] extra: a model with TF Text's ops is refused with what to
+    install, not with TensorFlow's "Op type not registered"."""
+    command = [sys.executable, "-c", WITHOUT_TF_TEXT, str(extra_models["strings"] / "1")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines()[-1] == (
+        'MissingTensorFlow strings uses TF Text\'s ops, which need tensorflow-text: pip install "./client[local]"'
+    )
