@@ -113,11 +113,13 @@ demo: $(BIN)/.installed
 		$(if $(filter command line,$(origin HEIGHT)),--height $(HEIGHT)) \
 		$(if $(filter command line,$(origin WIDTH)),--width $(WIDTH))
 
-# Two processes: the precision tests hold a second, half-precision set of the real models and run KerasCV's mixed
-# precision beside them; after the rest of the suite in the same process, that passes this machine's memory.
+# Two runs: the precision tests hold a second, half-precision set of the real models and run KerasCV's mixed
+# precision beside them; after the rest of the suite in the same process, that passes this machine's memory. Each run
+# has two workers: one takes every test of the real architectures, the other the rest (tests/conftest.py).
+PYTEST_WORKERS = -n 2 --dist loadgroup
 test: install
-	$(BIN)/python -m pytest tests --ignore=tests/precision
-	$(BIN)/python -m pytest tests/precision
+	$(BIN)/python -m pytest $(PYTEST_WORKERS) tests --ignore=tests/precision
+	$(BIN)/python -m pytest $(PYTEST_WORKERS) tests/precision
 
 bench: $(BIN)/.installed
 	$(BIN)/python tests/bench/bench_export.py

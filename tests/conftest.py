@@ -49,6 +49,38 @@ def standin_repository(tmp_path_factory, clip_vocab_path):
     return models_dir
 
 
+# The real architectures are built once per process (an 860M-parameter U-Net, 3.4 GB in float32, and its exports):
+# under `pytest -n 2 --dist loadgroup` (make test) every test that needs them runs in one worker, and the other worker
+# takes the rest of the suite file by file, so its many short tests run while the first one traces, saves and loads.
+REAL_ARCHITECTURE_FIXTURES = {
+    "sd14_checkpoint", "keras_cv_architectures", "keras_cv_components", "keras_cv_weight_files",
+    "keras_cv_repository", "keras_cv_reference", "keras_cv_served",
+}  # fmt: skip
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if REAL_ARCHITECTURE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            group = "real_architectures"
+        else:
+            group = item.nodeid.split("::")[0]  # its file: the folder's and module's fixtures start once
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """Stop if pytest-xdist did not group (it renames each test "<nodeid>@<group>", which pytest 9.2 ignores): every
+    worker would build the real architectures, and the machine would run out of memory."""
+    ungrouped = [nodeid for nodeid in ids if "@" not in nodeid]
+    if ungrouped and node.config.getoption("dist") == "loadgroup":
+        pytest.exit(
+            f"pytest-xdist did not group {ungrouped[0]} and {len(ungrouped) - 1} more tests: install the pytest that "
+            "constraints.txt pins",
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
+
+
 KERAS_CV_SIZE = 128  # KerasCV's StableDiffusion rounds sizes to multiples of 128
 
 
