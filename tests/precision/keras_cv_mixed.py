@@ -5,7 +5,7 @@ fixtures): it loads the weight files the float32 fixtures wrote, sets `keras.mix
 before building anything, and saves KerasCV's images for a batch of one and a batch of two (same prompt and seed) to
 an .npz file.
 
-    python keras_cv_mixed.py --policy mixed_bfloat16 --weights-dir DIR --vocab VOCAB --size 128 --steps 3 \
+    python keras_cv_mixed.py --policy mixed_bfloat16 --weights JSON --vocab VOCAB --size 128 --steps 3 \
         --prompt "a cat" --seed 42 --out reference.npz
 """
 
