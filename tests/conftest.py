@@ -64,8 +64,28 @@ def pytest_collection_modifyitems(items):
         if REAL_ARCHITECTURE_FIXTURES & set(getattr(item, "fixturenames", ())):
             group = "real_architectures"
         else:
-            group = item.nodeid.split("::")[0]  # its file: the folder's and module's fixtures start once
+            group = _file(item)  # its file: the folder's and module's fixtures start once
         item.add_marker(pytest.mark.xdist_group(group))
+    # Files with a test that loads the real models' float32 export into this process run last, and those that hold it
+    # to the end (keras_cv_served) after those that close it (a stable sort keeps files whole). TensorFlow's CPU
+    # allocator keeps what a closed load took (about 4.5 GB) for the process's life and reuses it for the next load,
+    # so the worker grows from about 6 to 11 GB once; the tests that start a 5 GB sd-export or model server of the real
+    # models run before, beside the smaller worker.
+    order = {}
+    for item in items:
+        order[_file(item)] = max(order.get(_file(item), 0), _real_export_load(item))
+    items.sort(key=lambda item: order[_file(item)])
+
+
+def _real_export_load(item):
+    """0: none in this process; 1: loads the real models' export and closes it; 2: holds it to the end."""
+    if "keras_cv_served" in getattr(item, "fixturenames", ()):
+        return 2
+    return 1 if item.get_closest_marker("loads_real_export") else 0
+
+
+def _file(item):
+    return item.nodeid.split("::")[0]
 
 
 @pytest.hookimpl(optionalhook=True)

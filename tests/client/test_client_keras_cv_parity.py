@@ -24,6 +24,8 @@ CASES = {  # name -> (prompt, negative prompt, seed, label); one seed, so only t
 EXPECTED_MODEL = {"rest": "diffusion_model", "grpc": "diffusion_model", "local": "text_to_image"}
 REST_TIMEOUT_MS = 600_000  # the real U-Net on 2 shared CPU cores: well past TF Serving's 30 s default
 
+pytestmark = pytest.mark.loads_real_export  # the in-process transport
+
 
 @pytest.fixture(scope="module")
 def reference_images(keras_cv_reference):

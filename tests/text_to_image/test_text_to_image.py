@@ -109,6 +109,7 @@ def test_bad_inputs_are_invalid_argument(standin_text_to_image, inputs, message)
     assert len(good["images_bytes"]) == 1
 
 
+@pytest.mark.loads_real_export
 def test_real_architecture_matches_keras_cv(keras_cv_repository, keras_cv_reference):
     """On KerasCV's real architectures: text_to_image's PNG equals KerasCV's own text_to_image for the same seed."""
     model = Tf1Model(keras_cv_repository / "text_to_image" / "1")
