@@ -69,8 +69,8 @@ def pytest_collection_modifyitems(items):
     # Files with a test that loads the real models' float32 export into this process run last, and those that hold it
     # to the end (keras_cv_served) after those that close it (a stable sort keeps files whole). TensorFlow's CPU
     # allocator keeps what a closed load took (about 4.5 GB) for the process's life and reuses it for the next load,
-    # so the worker grows from about 6 to 11 GB once; the tests that start a 5 GB sd-export or model server of the real
-    # models run before, beside the smaller worker.
+    # so the worker grows from about 6 to 11 GB once; the tests that start a 5-10 GB sd-export or model server of the
+    # real models run before, beside the smaller worker.
     order = {}
     for item in items:
         order[_file(item)] = max(order.get(_file(item), 0), _real_export_load(item))
