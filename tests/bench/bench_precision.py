@@ -13,7 +13,7 @@ counts; rounds interleave the contenders. Per step is the slope between the two 
 VmHWM of the process that holds the weights (the server for ours). The server runs without its warmup records here, so
 that its peak can be read twice: after the timed generations (DDIM) and again after one generation with another sampler
 (the client sends both to with_sampler, so a rise here would be a second cached copy of the weights). After the
-rounds, both exports are loaded and run once more by TF Serving's own loader without Python
+rounds, both exports are loaded and run through the client's chain once more by TF Serving's own loader without Python
 (tf_serving_loader_memory.py), weight cache off, for the peak the model server itself would reach.
 
     .venv/bin/python tests/bench/bench_precision.py [--size 128] [--steps 2 6] [--rounds 2] [--only NAME ...]
@@ -196,7 +196,8 @@ def main():
 
 
 def tf_serving_loader_peaks(args):
-    """{precision: peak bytes} of our exports loaded and run (DDIM, then DPM++ 2M Karras) by TF Serving's loader."""
+    """{precision: peak bytes} of our exports loaded by TF Serving's loader and run through the client's chain (text
+    encoder, with_sampler with DDIM then DPM++ 2M Karras, decoder's png)."""
     from tf_serving_loader_memory import measure_in_fresh_process
 
     environment = dict(os.environ, **{CACHE: "0"})

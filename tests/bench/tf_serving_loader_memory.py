@@ -4,9 +4,10 @@ tensorflow_model_server loads a version with tensorflow::LoadSavedModel (tag "se
 Session::Run on the signature's tensor names. TensorFlow's C API wraps exactly these two (TF_LoadSessionFromSavedModel,
 TF_SessionRun), and the tensorflow wheel ships them in libtensorflow_cc.so.2. A fresh process per repository loads
 that library, registers TF Text's ops (the model server has them linked in), loads text_encoder, diffusion_model and
-decoder, runs diffusion_model's with_sampler with DDIM and then with DPM++ 2M Karras, and reads its resident memory
-and its peak (VmHWM) after each stage. The model server's own gRPC/REST front end is not included; the local server
-(sd-model-server) adds Python's TensorFlow on top of this, which is why both are measured.
+decoder, runs the client's chain (text_encoder's serving_default on an empty prompt, diffusion_model's with_sampler
+with DDIM and then with DPM++ 2M Karras, decoder's png), each output fed on as the next input, and reads its
+resident memory and its peak (VmHWM) after each stage. The model server's own gRPC/REST front end is not included;
+the local server (sd-model-server) adds Python's TensorFlow on top of this, which is why both are measured.
 
     TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=0 .venv/bin/python tests/bench/tf_serving_loader_memory.py \\
         /tmp/f32/models /tmp/bf16/models [--steps 2]
@@ -23,7 +24,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-MODELS = ("text_encoder", "diffusion_model", "decoder")
 SAMPLERS = (b"DDIM", b"DPM++ 2M Karras")
 TF_FLOAT, TF_INT32, TF_STRING = 1, 3, 7  # TF_DataType
 TSTRING_BYTES = 24  # sizeof(TF_TString)
@@ -105,55 +105,85 @@ def measure(models_dir, names, steps):
         api.check(f"loading {library.name}")
     stages.append(("libraries, TF Text's ops", *memory_mb()))
     sessions = {}
-    for model in MODELS:
+    text_encoder, diffusion_model, decoder = names["chain"]
+    for model in names["chain"]:
         graph = api.TF_NewGraph()
         tags = (ctypes.c_char_p * 1)(b"serve")
-        path = str(Path(models_dir) / model / str(names["version"])).encode()
+        path = str(Path(models_dir) / model / str(names["version"][model])).encode()
         session = api.TF_LoadSessionFromSavedModel(api.TF_NewSessionOptions(), None, path, tags, 1, graph, None, api.status)  # fmt: skip
         api.check(f"loading {model}")
         sessions[model] = session, graph
         stages.append((f"loaded {model}", *memory_mb()))
-    session, graph = sessions["diffusion_model"]
 
-    def output(tensor_name):
-        operation, _, index = tensor_name.partition(":")
-        return Output(api.TF_GraphOperationByName(graph, operation.encode()), int(index or 0))
+    def run(model, values, outputs):
+        """Run the model's chain signature on {input: TF_Tensor}; {output: TF_Tensor} for `outputs`."""
+        session, graph = sessions[model]
+        signature = names["signatures"][model]
 
+        def tensor_name(name):
+            operation, _, index = name.partition(":")
+            return Output(api.TF_GraphOperationByName(graph, operation.encode()), int(index or 0))
+
+        inputs = sorted(values)
+        feeds = (Output * len(inputs))(*[tensor_name(signature["inputs"][key]) for key in inputs])
+        tensors = (ctypes.c_void_p * len(inputs))(*[values[key] for key in inputs])
+        fetches = (Output * len(outputs))(*[tensor_name(signature["outputs"][key]) for key in outputs])
+        results = (ctypes.c_void_p * len(outputs))()
+        api.TF_SessionRun(session, None, feeds, tensors, len(inputs), fetches, results, len(outputs), None, 0, None, api.status)  # fmt: skip
+        api.check(f"running {model}")
+        return dict(zip(outputs, results))
+
+    empty_prompt = names["empty_prompt"]
+    tokens = struct.pack(f"<{len(empty_prompt)}i", *empty_prompt)
+    contexts = run(
+        text_encoder,
+        {"tokens": api.tensor(TF_INT32, [1, len(empty_prompt)], tokens),
+         "negative_tokens": api.tensor(TF_INT32, [1, len(empty_prompt)], tokens)},
+        ["context", "unconditional_context"],
+    )  # fmt: skip
+    stages.append(("ran text_encoder", *memory_mb()))
     values = {
-        "context": api.tensor(TF_FLOAT, [1, 77, 768]),
-        "unconditional_context": api.tensor(TF_FLOAT, [1, 77, 768]),
+        **contexts,
         "num_steps": api.tensor(TF_INT32, [], struct.pack("<i", steps)),
         "guidance_scale": api.tensor(TF_FLOAT, [], struct.pack("<f", 7.5)),
         "seed": api.tensor(TF_INT32, [1], struct.pack("<i", 0)),
     }
     for sampler in SAMPLERS:
         values["sampler"] = api.tensor(TF_STRING, [], sampler)
-        inputs = sorted(values)
-        feeds = (Output * len(inputs))(*[output(names["inputs"][key]) for key in inputs])
-        tensors = (ctypes.c_void_p * len(inputs))(*[values[key] for key in inputs])
-        fetches = (Output * 1)(output(names["outputs"]["latent"]))
-        results = (ctypes.c_void_p * 1)()
-        api.TF_SessionRun(session, None, feeds, tensors, len(inputs), fetches, results, 1, None, 0, None, api.status)
-        api.check(f"running with_sampler ({sampler.decode()})")
-        api.TF_DeleteTensor(results[0])
+        latent = run(diffusion_model, values, ["latent"])
         stages.append((f"ran with_sampler, {sampler.decode()}", *memory_mb()))
+    images = run(decoder, latent, ["images_bytes"])
+    api.TF_DeleteTensor(images["images_bytes"])
+    stages.append(("ran decoder's png", *memory_mb()))
     return stages
 
 
 def signature_names(models_dir):
-    """with_sampler's tensor names in the newest version of diffusion_model (read with TensorFlow's protos)."""
+    """What the measured process runs, worked out here so that it imports neither TensorFlow's Python nor the client:
+    the chain's models in order, the tensor names of each one's signature in its newest version (read with
+    TensorFlow's protos), and the tokens of an empty prompt."""
+    from sd_client import contract
     from tensorflow.core.protobuf import saved_model_pb2
 
-    model_dir = Path(models_dir) / "diffusion_model"
-    version = max(int(path.name) for path in model_dir.iterdir() if path.name.isdigit())
-    saved_model = saved_model_pb2.SavedModel()
-    saved_model.ParseFromString((model_dir / str(version) / "saved_model.pb").read_bytes())
-    signature = saved_model.meta_graphs[0].signature_def["with_sampler"]
-    return {
-        "version": version,
-        "inputs": {key: info.name for key, info in signature.inputs.items()},
-        "outputs": {key: info.name for key, info in signature.outputs.items()},
+    chain = {  # model: signature, in the order the client's chain runs them
+        contract.TEXT_ENCODER: contract.DEFAULT_SIGNATURE,
+        contract.DIFFUSION_MODEL: contract.SAMPLER_SIGNATURE,
+        contract.DECODER: contract.PNG_SIGNATURE,
     }
+    empty_prompt = [contract.START_TOKEN] + [contract.END_TOKEN] * (contract.MAX_PROMPT_TOKENS - 1)
+    names = {"chain": list(chain), "empty_prompt": empty_prompt, "version": {}, "signatures": {}}
+    for model, signature_name in chain.items():
+        model_dir = Path(models_dir) / model
+        version = max(int(path.name) for path in model_dir.iterdir() if path.name.isdigit())
+        saved_model = saved_model_pb2.SavedModel()
+        saved_model.ParseFromString((model_dir / str(version) / "saved_model.pb").read_bytes())
+        signature = saved_model.meta_graphs[0].signature_def[signature_name]
+        names["version"][model] = version
+        names["signatures"][model] = {
+            "inputs": {key: info.name for key, info in signature.inputs.items()},
+            "outputs": {key: info.name for key, info in signature.outputs.items()},
+        }
+    return names
 
 
 def measure_in_fresh_process(models_dir, steps=2, environment=None):
