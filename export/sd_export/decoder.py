@@ -30,9 +30,16 @@ class DecoderServable(Servable):
 def decode(decoder, latent):
     """KerasCV's generate_image: decoded x -> ((x + 1) / 2) * 255, clipped to [0, 255], truncated to uint8.
 
-    The post-processing runs in float32 whatever the export's precision."""
-    decoded = tf.cast(decoder(latent, training=False), tf.float32)
-    return tf.cast(tf.clip_by_value(((decoded + 1) / 2) * 255, 0, 255), tf.uint8)
+    One image at a time (a loop that runs one iteration at once): at 512² the decoder's activations take about 1 GB
+    an image in any precision, since GroupNormalization computes in float32 under a mixed policy, so a batch of 8
+    decoded at once would hold 8 GB (README, Sizing a server for batches). Rows are independent, so each image is the
+    one a batch of one gives. The post-processing runs in float32 whatever the export's precision."""
+
+    def one_image(row):
+        decoded = tf.cast(decoder(row[None], training=False), tf.float32)[0]
+        return tf.cast(tf.clip_by_value(((decoded + 1) / 2) * 255, 0, 255), tf.uint8)
+
+    return tf.map_fn(one_image, latent, fn_output_signature=tf.uint8, parallel_iterations=1)
 
 
 def encode_png(images):

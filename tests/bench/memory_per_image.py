@@ -7,13 +7,14 @@ session loader), to size a server for the export's max batch.
 
 diffusion_model runs with_sampler (DDIM) for one step, decoder its png signature; batches run in the order given, so
 each peak holds what the smaller batches left in the allocator's pool. Per image is the slope between the first and
-the last batch.
+the last batch. Each run's time is printed too (the first run of a model includes its warm-up).
 """
 
 import argparse
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from sd_client import contract
@@ -46,7 +47,7 @@ def inputs(model, batch, height, width):
 
 
 def measure(models_dir, model, batches):
-    """Runs in the measured process: [loaded peak MB, peak MB after each batch]."""
+    """Runs in the measured process: [loaded peak MB, (peak MB, seconds) of each batch]."""
     from sd_serving.servable import LoadedVersion
 
     versions = [path for path in (Path(models_dir) / model).iterdir() if path.name.isdigit()]
@@ -56,8 +57,9 @@ def measure(models_dir, model, batches):
     peaks = [peak_mb()]
     for batch in batches:
         signature, values = inputs(model, batch, record["height"], record["width"])
+        start = time.perf_counter()
         loaded.run(signature, values)
-        peaks.append(peak_mb())
+        peaks.append((peak_mb(), time.perf_counter() - start))
     return peaks
 
 
@@ -65,17 +67,21 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models_dir", help="a model repository (sd-export --models-dir)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=MODELS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(measure(args.models_dir, args.child, args.batches)))
         return
-    print(f"{args.models_dir}: peak resident memory, GB")
-    for model in MODELS:
+    print(f"{args.models_dir}: peak resident memory, GB (seconds of the run)")
+    for model in args.models:
         command = [sys.executable, __file__, args.models_dir, "--child", model, "--batches", *map(str, args.batches)]
         result = subprocess.run(command, capture_output=True, text=True, check=True)
-        loaded, *peaks = json.loads(result.stdout.splitlines()[-1])
-        runs = ", ".join(f"batch {batch} {peak / 1024:.2f}" for batch, peak in zip(args.batches, peaks))
+        loaded, *runs = json.loads(result.stdout.splitlines()[-1])
+        peaks = [peak for peak, _ in runs]
+        runs = ", ".join(
+            f"batch {batch} {peak / 1024:.2f} ({seconds:.1f} s)" for batch, (peak, seconds) in zip(args.batches, runs)
+        )
         slope = (peaks[-1] - peaks[0]) / max(args.batches[-1] - args.batches[0], 1) / 1024
         print(f"  {model:16s} loaded {loaded / 1024:.2f}; {runs}; {slope:.2f} a further image")
 

@@ -123,21 +123,45 @@ def test_warmup_records_parse_and_run(standin_repository, model):
 def test_every_saved_function_is_one_the_signatures_or_the_saver_call(standin_repository, model):
     """No second trace for TF2's object graph: TF Serving would load it and never run it (about 0.2 GB of a served
     128² version's peak). A copy shows up as a function nothing in the main graph reaches."""
-    saved_model_pb = (standin_repository / model / "1" / "saved_model.pb").read_bytes()
-    saved_model = saved_model_pb2.SavedModel.FromString(saved_model_pb)
-    (meta_graph,) = saved_model.meta_graphs
-    functions = {function.signature.name: function for function in meta_graph.graph_def.library.function}
-    reached, to_visit = set(), list(called_functions(meta_graph.graph_def.node, functions))
-    while to_visit:
-        name = to_visit.pop()
-        if name not in reached:
-            reached.add(name)
-            to_visit.extend(called_functions(functions[name].node_def, functions))
+    meta_graph, functions = library(standin_repository, model)
+    reached = reached_functions(called_functions(meta_graph.graph_def.node, functions), functions)
     # TensorFlow's own for the tokenizer's hash tables: what its TF2 loader creates and destroys them with.
     table_functions = ("__inference__creator", "__inference__destroyer")
     table_resources = {name for name in functions if name.startswith(table_functions)}
     assert len(functions) > len(contract.SIGNATURES[model])
     assert sorted(set(functions) - reached - table_resources) == []
+
+
+def test_decoder_decodes_one_image_at_a_time(standin_repository):
+    """At 512² an image's decoder activations take about 1 GB in any precision (README, Sizing a server for batches):
+    every convolution of the decoder must run inside a loop that runs one iteration at once, so that a batch holds one
+    image's activations, not the batch's."""
+    _, functions = library(standin_repository, "decoder")
+    one_at_a_time = set()
+    for function in functions.values():
+        for node in function.node_def:
+            if node.op in ("While", "StatelessWhile") and node.attr["parallel_iterations"].i == 1:
+                one_at_a_time |= reached_functions([node.attr["body"].func.name], functions)
+    convolving = {name for name, function in functions.items() if any(n.op == "Conv2D" for n in function.node_def)}
+    assert convolving and convolving <= one_at_a_time, sorted(convolving - one_at_a_time)
+
+
+def library(models_dir, model):
+    """Version 1's MetaGraphDef and its function library, {name: FunctionDef}."""
+    saved_model = saved_model_pb2.SavedModel.FromString((models_dir / model / "1" / "saved_model.pb").read_bytes())
+    (meta_graph,) = saved_model.meta_graphs
+    return meta_graph, {function.signature.name: function for function in meta_graph.graph_def.library.function}
+
+
+def reached_functions(names, functions):
+    """These functions and every function they call, at any depth."""
+    reached, to_visit = set(), list(names)
+    while to_visit:
+        name = to_visit.pop()
+        if name not in reached:
+            reached.add(name)
+            to_visit.extend(called_functions(functions[name].node_def, functions))
+    return reached
 
 
 def called_functions(nodes, functions):
