@@ -54,13 +54,13 @@ def measure(models_dir, model, batches):
     version_dir = max(versions, key=lambda path: int(path.name))
     record = json.loads((version_dir / "assets.extra" / "sd_export.json").read_text())
     loaded = LoadedVersion(model, int(version_dir.name), version_dir)
-    peaks = [peak_mb()]
+    readings = [peak_mb()]
     for batch in batches:
         signature, values = inputs(model, batch, record["height"], record["width"])
         start = time.perf_counter()
         loaded.run(signature, values)
-        peaks.append((peak_mb(), time.perf_counter() - start))
-    return peaks
+        readings.append((peak_mb(), time.perf_counter() - start))
+    return readings
 
 
 def main():
@@ -78,12 +78,12 @@ def main():
         command = [sys.executable, __file__, args.models_dir, "--child", model, "--batches", *map(str, args.batches)]
         result = subprocess.run(command, capture_output=True, text=True, check=True)
         loaded, *runs = json.loads(result.stdout.splitlines()[-1])
-        peaks = [peak for peak, _ in runs]
-        runs = ", ".join(
+        (first_peak, _), (last_peak, _) = runs[0], runs[-1]
+        slope = (last_peak - first_peak) / max(args.batches[-1] - args.batches[0], 1) / 1024
+        listed = ", ".join(
             f"batch {batch} {peak / 1024:.2f} ({seconds:.1f} s)" for batch, (peak, seconds) in zip(args.batches, runs)
         )
-        slope = (peaks[-1] - peaks[0]) / max(args.batches[-1] - args.batches[0], 1) / 1024
-        print(f"  {model:16s} loaded {loaded / 1024:.2f}; {runs}; {slope:.2f} a further image")
+        print(f"  {model:16s} loaded {loaded / 1024:.2f}; {listed}; {slope:.2f} a further image")
 
 
 if __name__ == "__main__":
