@@ -22,13 +22,6 @@ from sd_client import contract
 MODELS = (contract.DIFFUSION_MODEL, contract.DECODER)
 
 
-def peak_mb():
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) // 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
 def inputs(model, batch, height, width):
     """(signature, {input: array}) of one request of `batch` images."""
     import numpy as np
@@ -48,12 +41,17 @@ def inputs(model, batch, height, width):
 
 def measure(models_dir, model, batches):
     """Runs in the measured process: [loaded peak MB, (peak MB, seconds) of each batch]."""
+    from sd_serving.config import version_folders
     from sd_serving.servable import LoadedVersion
+    from tf_serving_loader_memory import memory_mb
 
-    versions = [path for path in (Path(models_dir) / model).iterdir() if path.name.isdigit()]
-    version_dir = max(versions, key=lambda path: int(path.name))
+    def peak_mb():
+        return memory_mb()[1]
+
+    version = max(version_folders(Path(models_dir) / model))
+    version_dir = Path(models_dir) / model / str(version)
     record = json.loads((version_dir / "assets.extra" / "sd_export.json").read_text())
-    loaded = LoadedVersion(model, int(version_dir.name), version_dir)
+    loaded = LoadedVersion(model, version, version_dir)
     readings = [peak_mb()]
     for batch in batches:
         signature, values = inputs(model, batch, record["height"], record["width"])

@@ -96,7 +96,7 @@ class Output(ctypes.Structure):
     _fields_ = [("oper", ctypes.c_void_p), ("index", ctypes.c_int)]
 
 
-def measure(models_dir, names, steps):
+def measure(models_dir, plan, steps):
     """Runs in the measured process: [(stage, rss MB, peak MB)]."""
     stages = [("start", *memory_mb())]
     api = CApi(installed_package("tensorflow"))
@@ -105,11 +105,11 @@ def measure(models_dir, names, steps):
         api.check(f"loading {library.name}")
     stages.append(("libraries, TF Text's ops", *memory_mb()))
     sessions = {}
-    text_encoder, diffusion_model, decoder = names["chain"]
-    for model in names["chain"]:
+    text_encoder, diffusion_model, decoder = plan["chain"]
+    for model in plan["chain"]:
         graph = api.TF_NewGraph()
         tags = (ctypes.c_char_p * 1)(b"serve")
-        path = str(Path(models_dir) / model / str(names["version"][model])).encode()
+        path = str(Path(models_dir) / model / str(plan["version"][model])).encode()
         session = api.TF_LoadSessionFromSavedModel(api.TF_NewSessionOptions(), None, path, tags, 1, graph, None, api.status)  # fmt: skip
         api.check(f"loading {model}")
         sessions[model] = session, graph
@@ -118,7 +118,7 @@ def measure(models_dir, names, steps):
     def run(model, values, outputs):
         """Run the model's chain signature on {input: TF_Tensor}; {output: TF_Tensor} for `outputs`."""
         session, graph = sessions[model]
-        signature = names["signatures"][model]
+        signature = plan["signatures"][model]
 
         def tensor_name(name):
             operation, _, index = name.partition(":")
@@ -133,7 +133,7 @@ def measure(models_dir, names, steps):
         api.check(f"running {model}")
         return dict(zip(outputs, results))
 
-    empty_prompt = names["empty_prompt"]
+    empty_prompt = plan["empty_prompt"]
     tokens = struct.pack(f"<{len(empty_prompt)}i", *empty_prompt)
     contexts = run(
         text_encoder,
@@ -158,11 +158,12 @@ def measure(models_dir, names, steps):
     return stages
 
 
-def signature_names(models_dir):
+def chain_plan(models_dir):
     """What the measured process runs, worked out here so that it imports neither TensorFlow's Python nor the client:
     the chain's models in order, the tensor names of each one's signature in its newest version (read with
     TensorFlow's protos), and the tokens of an empty prompt."""
     from sd_client import contract
+    from sd_serving.config import version_folders
     from tensorflow.core.protobuf import saved_model_pb2
 
     chain = {  # model: signature, in the order the client's chain runs them
@@ -171,25 +172,25 @@ def signature_names(models_dir):
         contract.DECODER: contract.PNG_SIGNATURE,
     }
     empty_prompt = [contract.START_TOKEN] + [contract.END_TOKEN] * (contract.MAX_PROMPT_TOKENS - 1)
-    names = {"chain": list(chain), "empty_prompt": empty_prompt, "version": {}, "signatures": {}}
+    plan = {"chain": list(chain), "empty_prompt": empty_prompt, "version": {}, "signatures": {}}
     for model, signature_name in chain.items():
         model_dir = Path(models_dir) / model
-        version = max(int(path.name) for path in model_dir.iterdir() if path.name.isdigit())
+        version = max(version_folders(model_dir))
         saved_model = saved_model_pb2.SavedModel()
         saved_model.ParseFromString((model_dir / str(version) / "saved_model.pb").read_bytes())
         signature = saved_model.meta_graphs[0].signature_def[signature_name]
-        names["version"][model] = version
-        names["signatures"][model] = {
+        plan["version"][model] = version
+        plan["signatures"][model] = {
             "inputs": {key: info.name for key, info in signature.inputs.items()},
             "outputs": {key: info.name for key, info in signature.outputs.items()},
         }
-    return names
+    return plan
 
 
 def measure_in_fresh_process(models_dir, steps=2, environment=None):
     """[(stage, resident MB, peak MB)] of a fresh process that loads and runs the repository through the C API."""
     command = [sys.executable, __file__, str(models_dir), "--steps", str(steps),
-               "--child", json.dumps(signature_names(models_dir))]  # fmt: skip
+               "--child", json.dumps(chain_plan(models_dir))]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, check=True, env=environment)
     return json.loads(result.stdout.splitlines()[-1])
 
